@@ -1,0 +1,47 @@
+/// An identifier whose value is an opaque string chosen by the server or an administrator.
+public protocol StringIdentifier: RawRepresentable, Hashable, Sendable, Codable,
+    CustomStringConvertible, Comparable, ExpressibleByStringLiteral where RawValue == String
+{
+    init(_ rawValue: String)
+}
+
+extension StringIdentifier {
+    public init(rawValue: String) { self.init(rawValue) }
+    public init(stringLiteral value: String) { self.init(value) }
+    public var description: String { rawValue }
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// Identifies a tenant: the customer that buys seats.
+public struct TenantID: StringIdentifier {
+    public let rawValue: String
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+}
+
+/// Identifies a license: a pool of concurrent seats with its policy.
+public struct LicenseID: StringIdentifier {
+    public let rawValue: String
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+}
+
+/// Identifies a user (a person, a service account or a platform operator).
+public struct UserID: StringIdentifier {
+    public let rawValue: String
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+}
+
+/// Identifies a lease session: one seat held by one running client.
+public struct SessionID: StringIdentifier {
+    public let rawValue: String
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+}
+
+/// Generates random identifiers with a readable prefix, e.g. `ses_3q2…`.
+public enum IdentifierGenerator {
+    /// Returns `prefix_` followed by `byteCount` random bytes in base64url (no padding).
+    public static func make(prefix: String, byteCount: Int = 16) -> String {
+        var rng = SystemRandomNumberGenerator()
+        let bytes = (0..<byteCount).map { _ in UInt8.random(in: .min ... .max, using: &rng) }
+        return prefix + "_" + Base64URL.encode(bytes)
+    }
+}

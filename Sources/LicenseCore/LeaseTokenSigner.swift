@@ -1,0 +1,54 @@
+/// The claims of a lease token, signed by the server and verified offline by the client.
+public struct LeaseClaims: Hashable, Sendable, Codable {
+    /// `iss`: the server's issuer name.
+    public var issuer: String
+    /// `sub`: the user.
+    public var userID: String
+    /// `tid`: the tenant.
+    public var tenantID: String
+    /// `lic`: the license.
+    public var licenseID: String
+    /// `sid`: the session.
+    public var sessionID: String
+    /// `hwh`: base64url SHA-256 of the hardware id (the raw id never appears in a token).
+    public var hardwareHash: String
+    /// `features`: the license's features.
+    public var features: [String]
+    /// `iat`, seconds since the epoch.
+    public var issuedAt: Int64
+    /// `nbf`, seconds since the epoch.
+    public var notBefore: Int64
+    /// `exp`, seconds since the epoch: the offline grace horizon.
+    public var expiresAt: Int64
+    /// `jti`: a unique id of this token.
+    public var tokenID: String
+
+    enum CodingKeys: String, CodingKey {
+        case issuer = "iss", userID = "sub", tenantID = "tid", licenseID = "lic", sessionID = "sid"
+        case hardwareHash = "hwh", features, issuedAt = "iat", notBefore = "nbf", expiresAt = "exp", tokenID = "jti"
+    }
+
+    public init(issuer: String, userID: String, tenantID: String, licenseID: String, sessionID: String, hardwareHash: String, features: [String], issuedAt: Int64, notBefore: Int64, expiresAt: Int64, tokenID: String) {
+        self.issuer = issuer
+        self.userID = userID
+        self.tenantID = tenantID
+        self.licenseID = licenseID
+        self.sessionID = sessionID
+        self.hardwareHash = hardwareHash
+        self.features = features
+        self.issuedAt = issuedAt
+        self.notBefore = notBefore
+        self.expiresAt = expiresAt
+        self.tokenID = tokenID
+    }
+}
+
+/// Signs lease tokens and publishes the keys that verify them.
+public protocol LeaseTokenSigner: Sendable {
+    /// The `iss` claim this signer's tokens carry.
+    var issuer: String { get }
+    /// Signs the claims as a compact JWS.
+    func sign(_ claims: LeaseClaims) throws -> String
+    /// The current and retired public keys as an RFC 7517 JWKS document.
+    func jwksJSON() -> String
+}

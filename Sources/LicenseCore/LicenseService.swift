@@ -1,0 +1,298 @@
+import Crypto
+import Logging
+
+/// What the server needs to know to run the domain.
+public struct ServiceConfiguration: Sendable {
+    /// The `iss` of lease tokens, e.g. `coditect-licensed`.
+    public var issuer: String
+    /// The policy given to licenses created without explicit times.
+    public var defaultPolicy: LeasePolicy
+
+    public init(issuer: String = "coditect-licensed", defaultPolicy: LeasePolicy = .default) {
+        self.issuer = issuer
+        self.defaultPolicy = defaultPolicy
+    }
+}
+
+/// An acquire as the service receives it (already decoded from the wire).
+public struct AcquireCommand: Hashable, Sendable {
+    public var licenseID: String
+    public var hardwareID: String
+    public var idempotencyKey: String
+    public var clientInfo: [String: String]
+
+    public init(licenseID: String, hardwareID: String, idempotencyKey: String = "", clientInfo: [String: String] = [:]) {
+        self.licenseID = licenseID
+        self.hardwareID = hardwareID
+        self.idempotencyKey = idempotencyKey
+        self.clientInfo = clientInfo
+    }
+}
+
+/// A granted (or resumed) seat.
+public struct AcquireOutcome: Hashable, Sendable {
+    public var sessionID: SessionID
+    public var leaseToken: String
+    public var leaseExpiresAt: Timestamp
+    public var tokenExpiresAt: Timestamp
+    public var policy: LeasePolicy
+    /// `true` when an existing session was returned instead of a new seat.
+    public var resumed: Bool
+}
+
+/// A renewed lease.
+public struct HeartbeatOutcome: Hashable, Sendable {
+    public var leaseExpiresAt: Timestamp
+    public var nextHeartbeatAt: Timestamp
+    /// A fresh token when the client's was due for refresh.
+    public var leaseToken: String?
+    public var tokenExpiresAt: Timestamp?
+}
+
+/// The acquire / heartbeat / release orchestration, written only against `SeatStore`,
+/// `LicenseRepository`, `LeaseTokenSigner` and `WallClock`, so it runs with no socket and no
+/// database in tests.
+///
+/// Invariants kept here: a seat is granted only if its session row is committed (otherwise the
+/// seat is given back); a heartbeat on a lapsed lease re-runs the limit check; an ended session
+/// is never resurrected; entities of another tenant answer NOT_FOUND like missing ones.
+public struct LicenseService: Sendable {
+    public let repository: any LicenseRepository
+    public let seats: any SeatStore
+    public let signer: any LeaseTokenSigner
+    public let clock: any WallClock
+    public let configuration: ServiceConfiguration
+    let logger: Logger
+
+    public init(
+        repository: any LicenseRepository, seats: any SeatStore, signer: any LeaseTokenSigner,
+        clock: any WallClock = SystemWallClock(), configuration: ServiceConfiguration = .init(),
+        logger: Logger = Logger(label: "coditect.license.service")
+    ) {
+        self.repository = repository
+        self.seats = seats
+        self.signer = signer
+        self.clock = clock
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    // MARK: - Session calls
+
+    /// Takes a seat of a license for the principal on one machine, or returns the seat it
+    /// already holds there (same idempotency key, or same user on the same hardware).
+    public func acquire(_ command: AcquireCommand, by principal: Principal) async throws -> AcquireOutcome {
+        try Validation.id(command.licenseID, field: "license_id")
+        try Validation.text(command.hardwareID, field: "hardware_id", max: Validation.maxHardwareIDLength)
+        try Validation.text(command.idempotencyKey, field: "idempotency_key", max: Validation.maxIDLength, required: false)
+        try Validation.clientInfo(command.clientInfo)
+
+        let license = try await visibleLicense(LicenseID(command.licenseID), to: principal)
+        let now = clock.now()
+        try checkUsable(license, at: now)
+
+        let holder = SeatHolder(userID: principal.userID, hardwareID: command.hardwareID, idempotencyKey: command.idempotencyKey)
+        let candidate = SessionID(IdentifierGenerator.make(prefix: "ses"))
+        let outcome = try await backend("the seat store") {
+            try await seats.claim(SeatClaimRequest(
+                licenseID: license.id, sessionID: candidate, holder: holder,
+                seatLimit: license.seats, leaseTTL: license.policy.leaseTTL
+            ))
+        }
+
+        let lease: SeatLease
+        let resumed: Bool
+        switch outcome {
+        case .full(let used, let limit):
+            throw LicenseError(.resourceExhausted, .noSeats, "all \(limit) seats of license \(license.id) are in use (\(used) held)")
+        case .granted(let granted):
+            let session = LeaseSession(
+                id: granted.sessionID, tenantID: license.tenantID, licenseID: license.id, userID: principal.userID,
+                hardwareID: command.hardwareID, idempotencyKey: command.idempotencyKey, clientInfo: command.clientInfo,
+                createdAt: now, leaseExpiresAt: granted.expiresAt
+            )
+            let audit = AuditEvent(at: now, tenantID: license.tenantID, actor: principal.userID, action: "session.acquire", target: granted.sessionID.rawValue)
+            do {
+                try await repository.insertSession(session, audit: audit)
+            } catch {
+                // No seat may be held that is not recorded: give it back before answering.
+                _ = try? await seats.release(licenseID: license.id, sessionID: granted.sessionID)
+                logger.debug("session commit failed; seat returned", metadata: ["license": "\(license.id)", "error": "\(type(of: error))"])
+                throw error as? LicenseError ?? LicenseError.backendUnavailable("the repository")
+            }
+            lease = granted
+            resumed = false
+        case .existing(let existing):
+            try await backend("the repository") {
+                try await repository.updateLease(session: existing.sessionID, expiresAt: existing.expiresAt)
+            }
+            lease = existing
+            resumed = true
+        }
+
+        let (token, tokenExpiry) = try makeToken(license: license, sessionID: lease.sessionID, userID: principal.userID, hardwareID: command.hardwareID, now: now)
+        return AcquireOutcome(
+            sessionID: lease.sessionID, leaseToken: token, leaseExpiresAt: lease.expiresAt,
+            tokenExpiresAt: tokenExpiry, policy: license.policy, resumed: resumed
+        )
+    }
+
+    /// Extends a session's lease. A lapsed lease is re-taken only if a seat is free; an ended
+    /// session stays ended. `clientTokenExpiry` lets the server decide whether to send a fresh token.
+    public func heartbeat(session sessionID: String, clientTokenExpiry: Timestamp?, by principal: Principal) async throws -> HeartbeatOutcome {
+        let session = try await ownedSession(sessionID, by: principal)
+        try checkNotEnded(session)
+        guard let license = try await backend("the repository", { try await repository.license(session.licenseID) }) else {
+            throw LicenseError.licenseNotFound()
+        }
+        let now = clock.now()
+        try checkUsable(license, at: now)
+
+        let holder = SeatHolder(userID: session.userID, hardwareID: session.hardwareID, idempotencyKey: session.idempotencyKey)
+        let outcome = try await backend("the seat store") {
+            try await seats.renew(licenseID: license.id, sessionID: session.id, holder: holder, seatLimit: license.seats, leaseTTL: license.policy.leaseTTL)
+        }
+        let lease: SeatLease
+        switch outcome {
+        case .renewed(let renewed), .reclaimed(let renewed):
+            lease = renewed
+        case .noSeat(_, let limit):
+            let audit = AuditEvent(at: now, tenantID: session.tenantID, actor: principal.userID, action: "session.lapse", target: session.id.rawValue)
+            _ = try await backend("the repository") {
+                try await repository.endSession(session.id, at: now, reason: .lapsed, audit: audit)
+            }
+            throw LicenseError(.resourceExhausted, .leaseLapsed, "the lease lapsed and all \(limit) seats of license \(license.id) are in use")
+        }
+        try await backend("the repository") { try await repository.updateLease(session: session.id, expiresAt: lease.expiresAt) }
+
+        var result = HeartbeatOutcome(leaseExpiresAt: lease.expiresAt, nextHeartbeatAt: now.advanced(by: license.policy.heartbeatInterval))
+        if needsFreshToken(clientTokenExpiry, policy: license.policy, now: now) {
+            let (token, expiry) = try makeToken(license: license, sessionID: session.id, userID: session.userID, hardwareID: session.hardwareID, now: now)
+            result.leaseToken = token
+            result.tokenExpiresAt = expiry
+        }
+        return result
+    }
+
+    /// Gives a seat back at once. Releasing an ended session succeeds and changes nothing.
+    public func release(session sessionID: String, by principal: Principal) async throws {
+        let session = try await ownedSession(sessionID, by: principal)
+        guard session.endedAt == nil else { return }
+        try await end(session, reason: .released, by: principal, action: "session.release")
+    }
+
+    /// Ends another principal's session (administrators only). Returns the revoked session so the
+    /// caller can notify its holder.
+    public func revoke(session sessionID: String, by principal: Principal) async throws -> LeaseSession {
+        try requireAdministrator(principal)
+        try Validation.id(sessionID, field: "session_id")
+        guard let session = try await backend("the repository", { try await repository.session(SessionID(sessionID)) }),
+              principal.administers(session.tenantID)
+        else { throw LicenseError.sessionNotFound() }
+        try checkNotEnded(session)
+        try await end(session, reason: .revoked, by: principal, action: "session.revoke")
+        return session
+    }
+
+    /// The JWKS document of the signing keys.
+    public func signingKeys() -> String { signer.jwksJSON() }
+
+    // MARK: - Helpers shared with the admin calls
+
+    func end(_ session: LeaseSession, reason: SessionEndReason, by principal: Principal, action: String) async throws {
+        _ = try await backend("the seat store") { try await seats.release(licenseID: session.licenseID, sessionID: session.id) }
+        let audit = AuditEvent(at: clock.now(), tenantID: session.tenantID, actor: principal.userID, action: action, target: session.id.rawValue)
+        _ = try await backend("the repository") {
+            try await repository.endSession(session.id, at: clock.now(), reason: reason, audit: audit)
+        }
+    }
+
+    func visibleLicense(_ id: LicenseID, to principal: Principal) async throws -> License {
+        guard let license = try await backend("the repository", { try await repository.license(id) }),
+              principal.belongs(to: license.tenantID)
+        else { throw LicenseError.licenseNotFound() }
+        return license
+    }
+
+    private func ownedSession(_ id: String, by principal: Principal) async throws -> LeaseSession {
+        try Validation.id(id, field: "session_id")
+        guard let session = try await backend("the repository", { try await repository.session(SessionID(id)) }),
+              session.userID == principal.userID || principal.administers(session.tenantID)
+        else { throw LicenseError.sessionNotFound() }
+        return session
+    }
+
+    private func checkNotEnded(_ session: LeaseSession) throws {
+        guard let reason = session.endReason, session.endedAt != nil else { return }
+        if reason == .revoked {
+            throw LicenseError(.failedPrecondition, .sessionRevoked, "the session was revoked by an administrator")
+        }
+        throw LicenseError(.failedPrecondition, .sessionEnded, "the session has ended (\(reason))")
+    }
+
+    func checkUsable(_ license: License, at now: Timestamp) throws {
+        if license.status != .active {
+            throw LicenseError(.failedPrecondition, .licenseSuspended, "license \(license.id) is suspended")
+        }
+        if let from = license.validFrom, now < from {
+            throw LicenseError(.failedPrecondition, .licenseNotYetValid, "license \(license.id) is not valid yet")
+        }
+        if let until = license.validUntil, now >= until {
+            throw LicenseError(.failedPrecondition, .licenseExpired, "license \(license.id) has expired")
+        }
+    }
+
+    /// A token is refreshed once it has used up a twenty-fourth of the grace period (an hour for
+    /// the 24-hour default), so heartbeats every 5 minutes sign about once an hour.
+    private func needsFreshToken(_ clientExpiry: Timestamp?, policy: LeasePolicy, now: Timestamp) -> Bool {
+        guard let clientExpiry else { return true }
+        let share = max(policy.offlineGrace / 24, .seconds(60))
+        return now.duration(to: clientExpiry) < policy.offlineGrace - share
+    }
+
+    private func makeToken(license: License, sessionID: SessionID, userID: UserID, hardwareID: String, now: Timestamp) throws -> (String, Timestamp) {
+        var expiry = now.advanced(by: license.policy.offlineGrace)
+        if let until = license.validUntil { expiry = min(expiry, until) }
+        // JWT times are whole seconds: round the expiry down so the answer matches the token.
+        expiry = Timestamp(millisecondsSinceEpoch: expiry.secondsSinceEpoch * 1000)
+        let claims = LeaseClaims(
+            issuer: signer.issuer, userID: userID.rawValue, tenantID: license.tenantID.rawValue,
+            licenseID: license.id.rawValue, sessionID: sessionID.rawValue,
+            hardwareHash: LeaseClaims.hardwareHash(hardwareID), features: license.features,
+            issuedAt: now.secondsSinceEpoch, notBefore: now.secondsSinceEpoch - 60,
+            expiresAt: expiry.secondsSinceEpoch, tokenID: IdentifierGenerator.make(prefix: "tok", byteCount: 12)
+        )
+        do {
+            return (try signer.sign(claims), expiry)
+        } catch {
+            logger.error("lease token signing failed", metadata: ["error": "\(type(of: error))"])
+            throw LicenseError(.internal, .internalError, "the lease token could not be signed")
+        }
+    }
+
+    func requireAdministrator(_ principal: Principal) throws {
+        guard principal.role == .platformOperator || principal.role == .tenantAdmin else {
+            throw LicenseError.forbidden("this call needs an operator or tenant administrator")
+        }
+    }
+
+    /// Runs a backend call, turning failures that are not domain errors into UNAVAILABLE with a
+    /// message that does not echo the backend's text.
+    func backend<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as LicenseError {
+            throw error
+        } catch {
+            logger.debug("backend call failed", metadata: ["backend": "\(what)", "error": "\(type(of: error))"])
+            throw LicenseError.backendUnavailable(what)
+        }
+    }
+}
+
+extension LeaseClaims {
+    /// The `hwh` claim for a hardware id: base64url SHA-256 of its UTF-8 bytes.
+    public static func hardwareHash(_ hardwareID: String) -> String {
+        Base64URL.encode(SHA256.hash(data: Array(hardwareID.utf8)))
+    }
+}

@@ -1,0 +1,187 @@
+/// Whether an entity may be used.
+public struct EntityStatus: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public static let active = EntityStatus(rawValue: "active")
+    public static let suspended = EntityStatus(rawValue: "suspended")
+    public var description: String { rawValue }
+}
+
+/// A customer organisation that buys seats.
+public struct Tenant: Hashable, Sendable {
+    public var id: TenantID
+    public var name: String
+    public var status: EntityStatus
+    public var createdAt: Timestamp
+
+    public init(id: TenantID, name: String, status: EntityStatus = .active, createdAt: Timestamp) {
+        self.id = id
+        self.name = name
+        self.status = status
+        self.createdAt = createdAt
+    }
+}
+
+/// The time policy of a license's leases.
+public struct LeasePolicy: Hashable, Sendable {
+    /// How long a seat is held without a heartbeat. Default 6 minutes.
+    public var leaseTTL: Duration
+    /// How often clients should heartbeat. Default 5 minutes; must be shorter than `leaseTTL`.
+    public var heartbeatInterval: Duration
+    /// How long a lease token stays valid offline. Default 24 hours.
+    public var offlineGrace: Duration
+
+    public init(leaseTTL: Duration = .seconds(360), heartbeatInterval: Duration = .seconds(300), offlineGrace: Duration = .seconds(86_400)) {
+        self.leaseTTL = leaseTTL
+        self.heartbeatInterval = heartbeatInterval
+        self.offlineGrace = offlineGrace
+    }
+
+    /// The defaults DESIGN.md names: 6-minute lease, 5-minute heartbeat, 24-hour grace.
+    public static let `default` = LeasePolicy()
+}
+
+/// A pool of concurrent seats sold to a tenant, with its policy.
+public struct License: Hashable, Sendable {
+    public var id: LicenseID
+    public var tenantID: TenantID
+    public var name: String
+    /// The number of concurrent seats.
+    public var seats: Int
+    public var policy: LeasePolicy
+    /// Not usable before this instant (`nil`: no bound).
+    public var validFrom: Timestamp?
+    /// Not usable from this instant on (`nil`: no bound).
+    public var validUntil: Timestamp?
+    /// Feature names copied into every lease token.
+    public var features: [String]
+    public var status: EntityStatus
+    public var createdAt: Timestamp
+
+    public init(
+        id: LicenseID, tenantID: TenantID, name: String, seats: Int, policy: LeasePolicy = .default,
+        validFrom: Timestamp? = nil, validUntil: Timestamp? = nil, features: [String] = [],
+        status: EntityStatus = .active, createdAt: Timestamp
+    ) {
+        self.id = id
+        self.tenantID = tenantID
+        self.name = name
+        self.seats = seats
+        self.policy = policy
+        self.validFrom = validFrom
+        self.validUntil = validUntil
+        self.features = features
+        self.status = status
+        self.createdAt = createdAt
+    }
+}
+
+/// A person, service account or operator known to the server.
+public struct User: Hashable, Sendable {
+    public var id: UserID
+    /// `nil` only for platform operators.
+    public var tenantID: TenantID?
+    public var name: String
+    public var role: Role
+    public var disabled: Bool
+    public var createdAt: Timestamp
+
+    public init(id: UserID, tenantID: TenantID?, name: String, role: Role, disabled: Bool = false, createdAt: Timestamp) {
+        self.id = id
+        self.tenantID = tenantID
+        self.name = name
+        self.role = role
+        self.disabled = disabled
+        self.createdAt = createdAt
+    }
+
+    /// The principal this user authenticates as.
+    public var principal: Principal { Principal(userID: id, tenantID: tenantID, role: role, name: name) }
+}
+
+/// A stored API key: only its SHA-256 hash is kept.
+public struct APIKeyRecord: Hashable, Sendable {
+    /// Lowercase hex SHA-256 of the key's full text.
+    public var hash: String
+    public var userID: UserID
+    public var createdAt: Timestamp
+
+    public init(hash: String, userID: UserID, createdAt: Timestamp) {
+        self.hash = hash
+        self.userID = userID
+        self.createdAt = createdAt
+    }
+}
+
+/// Why a session ended.
+public struct SessionEndReason: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    /// The client gave the seat back.
+    public static let released = SessionEndReason(rawValue: "released")
+    /// An administrator took the seat away.
+    public static let revoked = SessionEndReason(rawValue: "revoked")
+    /// The lease lapsed and could not be renewed.
+    public static let lapsed = SessionEndReason(rawValue: "lapsed")
+    public var description: String { rawValue }
+}
+
+/// The durable record of one seat held by one client.
+public struct LeaseSession: Hashable, Sendable {
+    public var id: SessionID
+    public var tenantID: TenantID
+    public var licenseID: LicenseID
+    public var userID: UserID
+    public var hardwareID: String
+    public var idempotencyKey: String
+    public var clientInfo: [String: String]
+    public var createdAt: Timestamp
+    public var leaseExpiresAt: Timestamp
+    public var endedAt: Timestamp?
+    public var endReason: SessionEndReason?
+
+    public init(
+        id: SessionID, tenantID: TenantID, licenseID: LicenseID, userID: UserID, hardwareID: String,
+        idempotencyKey: String, clientInfo: [String: String] = [:], createdAt: Timestamp,
+        leaseExpiresAt: Timestamp, endedAt: Timestamp? = nil, endReason: SessionEndReason? = nil
+    ) {
+        self.id = id
+        self.tenantID = tenantID
+        self.licenseID = licenseID
+        self.userID = userID
+        self.hardwareID = hardwareID
+        self.idempotencyKey = idempotencyKey
+        self.clientInfo = clientInfo
+        self.createdAt = createdAt
+        self.leaseExpiresAt = leaseExpiresAt
+        self.endedAt = endedAt
+        self.endReason = endReason
+    }
+
+    /// Whether the session holds its seat at `now`: not ended and the lease not lapsed.
+    public func isLive(at now: Timestamp) -> Bool { endedAt == nil && leaseExpiresAt > now }
+}
+
+/// One line of the audit log: who did what to which entity, when, and how it ended.
+public struct AuditEvent: Hashable, Sendable {
+    public var id: String
+    public var at: Timestamp
+    public var tenantID: TenantID?
+    public var actor: UserID?
+    /// A dotted verb such as `session.acquire` or `tenant.create`.
+    public var action: String
+    /// The entity acted on (an id).
+    public var target: String
+    /// `ok`, or the refusal's reason.
+    public var outcome: String
+
+    public init(id: String = IdentifierGenerator.make(prefix: "aud", byteCount: 12), at: Timestamp, tenantID: TenantID?, actor: UserID?, action: String, target: String, outcome: String = "ok") {
+        self.id = id
+        self.at = at
+        self.tenantID = tenantID
+        self.actor = actor
+        self.action = action
+        self.target = target
+        self.outcome = outcome
+    }
+}

@@ -1,0 +1,338 @@
+import Foundation
+import LicenseCore
+import Logging
+import NIOCore
+import NIOPosix
+import SQLiteNIO
+
+/// The embedded default's repository: one SQLite file (WAL mode, `synchronous=FULL`).
+///
+/// Writes go through a group-commit writer on one connection; reads use a second connection,
+/// which in WAL mode sees only committed data. A call answered OK has its rows on disk.
+public final class SQLiteLicenseRepository: LicenseRepository {
+    private let writer: GroupCommitWriter
+    private let writeConnection: SQLiteConnection
+    private let readConnection: SQLiteConnection
+
+    /// Opens (creating if needed) the database file at `path`. Call `migrate()` before use.
+    public static func open(path: String, logger: Logger = Logger(label: "coditect.license.sqlite")) async throws -> SQLiteLicenseRepository {
+        let writeConnection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] {
+            _ = try await writeConnection.query(pragma)
+        }
+        let readConnection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        for pragma in ["PRAGMA busy_timeout=5000", "PRAGMA query_only=ON"] {
+            _ = try await readConnection.query(pragma)
+        }
+        return SQLiteLicenseRepository(write: writeConnection, read: readConnection)
+    }
+
+    private init(write: SQLiteConnection, read: SQLiteConnection) {
+        self.writeConnection = write
+        self.readConnection = read
+        self.writer = GroupCommitWriter(connection: write)
+    }
+
+    /// Closes both connections.
+    public func close() async throws {
+        try await readConnection.close()
+        try await writeConnection.close()
+    }
+
+    // MARK: Migrations
+
+    /// Versioned schema changes, applied in order, each in its own commit. Never edit a shipped
+    /// migration: add a new one.
+    static let migrations: [(version: Int, statements: [String])] = [
+        (1, [
+            """
+            CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL,
+              created_at_ms INTEGER NOT NULL)
+            """,
+            """
+            CREATE TABLE licenses (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+              name TEXT NOT NULL, seats INTEGER NOT NULL CHECK (seats > 0), lease_ttl_ms INTEGER NOT NULL,
+              heartbeat_interval_ms INTEGER NOT NULL, offline_grace_ms INTEGER NOT NULL,
+              valid_from_ms INTEGER, valid_until_ms INTEGER, features TEXT NOT NULL, status TEXT NOT NULL,
+              created_at_ms INTEGER NOT NULL)
+            """,
+            "CREATE INDEX licenses_by_tenant ON licenses(tenant_id)",
+            """
+            CREATE TABLE users (id TEXT PRIMARY KEY, tenant_id TEXT REFERENCES tenants(id), name TEXT NOT NULL,
+              role TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0, created_at_ms INTEGER NOT NULL,
+              CHECK ((role = 'operator') = (tenant_id IS NULL)))
+            """,
+            """
+            CREATE TABLE api_keys (hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id),
+              created_at_ms INTEGER NOT NULL, revoked_at_ms INTEGER)
+            """,
+            """
+            CREATE TABLE sessions (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+              license_id TEXT NOT NULL REFERENCES licenses(id), user_id TEXT NOT NULL REFERENCES users(id),
+              hardware_id TEXT NOT NULL, idempotency_key TEXT NOT NULL, client_info TEXT NOT NULL,
+              created_at_ms INTEGER NOT NULL, lease_expires_at_ms INTEGER NOT NULL, ended_at_ms INTEGER,
+              end_reason TEXT)
+            """,
+            "CREATE INDEX sessions_by_license ON sessions(license_id, ended_at_ms)",
+            """
+            CREATE TABLE audit_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+              at_ms INTEGER NOT NULL, tenant_id TEXT, actor TEXT, action TEXT NOT NULL, target TEXT NOT NULL,
+              outcome TEXT NOT NULL)
+            """,
+            "CREATE INDEX audit_by_tenant ON audit_log(tenant_id, seq)",
+        ]),
+    ]
+
+    /// The highest schema version applied.
+    public func schemaVersion() async throws -> Int {
+        let rows = try await readConnection.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+        return Int(rows.first?.column("v")?.integer ?? 0)
+    }
+
+    public func migrate() async throws {
+        try await writer.perform { db in
+            _ = try await db.query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)")
+        }
+        for migration in Self.migrations {
+            try await writer.perform { db in
+                let applied = try await db.query("SELECT 1 FROM schema_migrations WHERE version = ?", [.integer(migration.version)])
+                guard applied.isEmpty else { return }
+                for statement in migration.statements { _ = try await db.query(statement) }
+                _ = try await db.query("INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?, ?)", [
+                    .integer(migration.version), .integer(Int(SystemWallClock().now().millisecondsSinceEpoch)),
+                ])
+            }
+        }
+    }
+
+    // MARK: Tenants
+
+    public func createTenant(_ tenant: Tenant, audit: AuditEvent) async throws {
+        try await write { db in
+            _ = try await db.query("INSERT INTO tenants (id, name, status, created_at_ms) VALUES (?, ?, ?, ?)", [
+                .text(tenant.id.rawValue), .text(tenant.name), .text(tenant.status.rawValue), .ms(tenant.createdAt),
+            ])
+            try await Self.insertAudit(audit, db)
+        }
+    }
+
+    public func tenant(_ id: TenantID) async throws -> Tenant? {
+        try await read("SELECT * FROM tenants WHERE id = ?", [.text(id.rawValue)]).first.map(Self.tenant)
+    }
+
+    public func tenants() async throws -> [Tenant] {
+        try await read("SELECT * FROM tenants ORDER BY id").map(Self.tenant)
+    }
+
+    // MARK: Licenses
+
+    public func createLicense(_ license: License, audit: AuditEvent) async throws {
+        let features = String(decoding: try JSONEncoder().encode(license.features), as: UTF8.self)
+        try await write { db in
+            guard try await !db.query("SELECT 1 FROM tenants WHERE id = ?", [.text(license.tenantID.rawValue)]).isEmpty else {
+                throw LicenseError(.notFound, .tenantUnknown, "tenant not found")
+            }
+            _ = try await db.query("""
+                INSERT INTO licenses (id, tenant_id, name, seats, lease_ttl_ms, heartbeat_interval_ms, offline_grace_ms,
+                  valid_from_ms, valid_until_ms, features, status, created_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+                """, [
+                    .text(license.id.rawValue), .text(license.tenantID.rawValue), .text(license.name), .integer(license.seats),
+                    .integer(Int(license.policy.leaseTTL.milliseconds)), .integer(Int(license.policy.heartbeatInterval.milliseconds)),
+                    .integer(Int(license.policy.offlineGrace.milliseconds)), .optionalMS(license.validFrom), .optionalMS(license.validUntil),
+                    .text(features), .text(license.status.rawValue), .ms(license.createdAt),
+                ])
+            try await Self.insertAudit(audit, db)
+        }
+    }
+
+    public func license(_ id: LicenseID) async throws -> License? {
+        try await read("SELECT * FROM licenses WHERE id = ?", [.text(id.rawValue)]).first.map(Self.license)
+    }
+
+    public func licenses(tenant: TenantID?) async throws -> [License] {
+        if let tenant {
+            return try await read("SELECT * FROM licenses WHERE tenant_id = ? ORDER BY id", [.text(tenant.rawValue)]).map(Self.license)
+        }
+        return try await read("SELECT * FROM licenses ORDER BY id").map(Self.license)
+    }
+
+    // MARK: Users and API keys
+
+    public func createUser(_ user: User, apiKey: APIKeyRecord?, audit: AuditEvent?) async throws {
+        try await write { db in
+            if let tenant = user.tenantID,
+               try await db.query("SELECT 1 FROM tenants WHERE id = ?", [.text(tenant.rawValue)]).isEmpty {
+                throw LicenseError(.notFound, .tenantUnknown, "tenant not found")
+            }
+            _ = try await db.query("INSERT INTO users (id, tenant_id, name, role, disabled, created_at_ms) VALUES (?,?,?,?,?,?)", [
+                .text(user.id.rawValue), user.tenantID.map { .text($0.rawValue) } ?? .null, .text(user.name),
+                .text(user.role.rawValue), .integer(user.disabled ? 1 : 0), .ms(user.createdAt),
+            ])
+            if let apiKey {
+                _ = try await db.query("INSERT INTO api_keys (hash, user_id, created_at_ms) VALUES (?,?,?)", [
+                    .text(apiKey.hash), .text(apiKey.userID.rawValue), .ms(apiKey.createdAt),
+                ])
+            }
+            if let audit { try await Self.insertAudit(audit, db) }
+        }
+    }
+
+    public func user(_ id: UserID) async throws -> User? {
+        try await read("SELECT * FROM users WHERE id = ?", [.text(id.rawValue)]).first.map(Self.user)
+    }
+
+    public func user(apiKeyHash: String) async throws -> User? {
+        try await read("""
+            SELECT users.* FROM api_keys JOIN users ON users.id = api_keys.user_id
+            WHERE api_keys.hash = ? AND api_keys.revoked_at_ms IS NULL
+            """, [.text(apiKeyHash)]).first.map(Self.user)
+    }
+
+    public func userCount(role: Role) async throws -> Int {
+        let rows = try await read("SELECT COUNT(*) AS n FROM users WHERE role = ?", [.text(role.rawValue)])
+        return Int(rows.first?.column("n")?.integer ?? 0)
+    }
+
+    // MARK: Sessions
+
+    public func insertSession(_ session: LeaseSession, audit: AuditEvent) async throws {
+        let info = String(decoding: try JSONEncoder().encode(session.clientInfo), as: UTF8.self)
+        try await write { db in
+            _ = try await db.query("""
+                INSERT INTO sessions (id, tenant_id, license_id, user_id, hardware_id, idempotency_key, client_info,
+                  created_at_ms, lease_expires_at_ms, ended_at_ms, end_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)
+                """, [
+                    .text(session.id.rawValue), .text(session.tenantID.rawValue), .text(session.licenseID.rawValue),
+                    .text(session.userID.rawValue), .text(session.hardwareID), .text(session.idempotencyKey), .text(info),
+                    .ms(session.createdAt), .ms(session.leaseExpiresAt), .optionalMS(session.endedAt),
+                    session.endReason.map { .text($0.rawValue) } ?? .null,
+                ])
+            try await Self.insertAudit(audit, db)
+        }
+    }
+
+    public func updateLease(session: SessionID, expiresAt: Timestamp) async throws {
+        try await write { db in
+            _ = try await db.query("UPDATE sessions SET lease_expires_at_ms = ? WHERE id = ? AND ended_at_ms IS NULL", [
+                .ms(expiresAt), .text(session.rawValue),
+            ])
+        }
+    }
+
+    public func endSession(_ id: SessionID, at: Timestamp, reason: SessionEndReason, audit: AuditEvent) async throws -> Bool {
+        try await write { db in
+            let changed = try await db.query(
+                "UPDATE sessions SET ended_at_ms = ?, end_reason = ? WHERE id = ? AND ended_at_ms IS NULL RETURNING id",
+                [.ms(at), .text(reason.rawValue), .text(id.rawValue)]
+            )
+            guard !changed.isEmpty else { return false }
+            try await Self.insertAudit(audit, db)
+            return true
+        }
+    }
+
+    public func session(_ id: SessionID) async throws -> LeaseSession? {
+        try await read("SELECT * FROM sessions WHERE id = ?", [.text(id.rawValue)]).first.map(Self.session)
+    }
+
+    public func sessions(license: LicenseID, includeEnded: Bool) async throws -> [LeaseSession] {
+        let filter = includeEnded ? "" : " AND ended_at_ms IS NULL"
+        return try await read(
+            "SELECT * FROM sessions WHERE license_id = ?\(filter) ORDER BY created_at_ms DESC, id DESC",
+            [.text(license.rawValue)]
+        ).map(Self.session)
+    }
+
+    // MARK: Audit
+
+    public func appendAudit(_ event: AuditEvent) async throws {
+        try await write { db in try await Self.insertAudit(event, db) }
+    }
+
+    public func auditEvents(tenant: TenantID?, limit: Int) async throws -> [AuditEvent] {
+        if let tenant {
+            return try await read("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY seq DESC LIMIT ?", [.text(tenant.rawValue), .integer(limit)]).map(Self.audit)
+        }
+        return try await read("SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?", [.integer(limit)]).map(Self.audit)
+    }
+
+    private static func insertAudit(_ event: AuditEvent, _ db: SQLiteConnection) async throws {
+        _ = try await db.query("INSERT INTO audit_log (id, at_ms, tenant_id, actor, action, target, outcome) VALUES (?,?,?,?,?,?,?)", [
+            .text(event.id), .ms(event.at), event.tenantID.map { .text($0.rawValue) } ?? .null,
+            event.actor.map { .text($0.rawValue) } ?? .null, .text(event.action), .text(event.target), .text(event.outcome),
+        ])
+    }
+
+    // MARK: Plumbing
+
+    private func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
+        do {
+            return try await writer.perform(body)
+        } catch let error as SQLiteError where error.reason == .constraintPrimaryKeyFailed || error.reason == .constraintUniqueFailed {
+            throw LicenseError(.alreadyExists, .alreadyExists, "an entity with that id already exists")
+        }
+    }
+
+    private func read(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
+        try await readConnection.query(sql, binds)
+    }
+
+    private static func tenant(_ row: SQLiteRow) -> Tenant {
+        Tenant(id: TenantID(row.string("id")), name: row.string("name"), status: EntityStatus(rawValue: row.string("status")), createdAt: row.ms("created_at_ms"))
+    }
+
+    private static func license(_ row: SQLiteRow) -> License {
+        let features = (try? JSONDecoder().decode([String].self, from: Data(row.string("features").utf8))) ?? []
+        return License(
+            id: LicenseID(row.string("id")), tenantID: TenantID(row.string("tenant_id")), name: row.string("name"),
+            seats: Int(row.column("seats")?.integer ?? 0),
+            policy: LeasePolicy(
+                leaseTTL: .milliseconds(row.ms("lease_ttl_ms").millisecondsSinceEpoch),
+                heartbeatInterval: .milliseconds(row.ms("heartbeat_interval_ms").millisecondsSinceEpoch),
+                offlineGrace: .milliseconds(row.ms("offline_grace_ms").millisecondsSinceEpoch)
+            ),
+            validFrom: row.optionalMS("valid_from_ms"), validUntil: row.optionalMS("valid_until_ms"), features: features,
+            status: EntityStatus(rawValue: row.string("status")), createdAt: row.ms("created_at_ms")
+        )
+    }
+
+    private static func user(_ row: SQLiteRow) -> User {
+        User(
+            id: UserID(row.string("id")), tenantID: row.column("tenant_id")?.string.map(TenantID.init), name: row.string("name"),
+            role: Role(rawValue: row.string("role")) ?? .tenantUser, disabled: row.column("disabled")?.integer == 1,
+            createdAt: row.ms("created_at_ms")
+        )
+    }
+
+    private static func session(_ row: SQLiteRow) -> LeaseSession {
+        let info = (try? JSONDecoder().decode([String: String].self, from: Data(row.string("client_info").utf8))) ?? [:]
+        return LeaseSession(
+            id: SessionID(row.string("id")), tenantID: TenantID(row.string("tenant_id")), licenseID: LicenseID(row.string("license_id")),
+            userID: UserID(row.string("user_id")), hardwareID: row.string("hardware_id"), idempotencyKey: row.string("idempotency_key"),
+            clientInfo: info, createdAt: row.ms("created_at_ms"), leaseExpiresAt: row.ms("lease_expires_at_ms"),
+            endedAt: row.optionalMS("ended_at_ms"), endReason: row.column("end_reason")?.string.map(SessionEndReason.init(rawValue:))
+        )
+    }
+
+    private static func audit(_ row: SQLiteRow) -> AuditEvent {
+        AuditEvent(
+            id: row.string("id"), at: row.ms("at_ms"), tenantID: row.column("tenant_id")?.string.map(TenantID.init),
+            actor: row.column("actor")?.string.map(UserID.init), action: row.string("action"), target: row.string("target"),
+            outcome: row.string("outcome")
+        )
+    }
+}
+
+extension SQLiteData {
+    fileprivate static func ms(_ timestamp: Timestamp) -> SQLiteData { .integer(Int(timestamp.millisecondsSinceEpoch)) }
+    fileprivate static func optionalMS(_ timestamp: Timestamp?) -> SQLiteData { timestamp.map(ms) ?? .null }
+}
+
+extension SQLiteRow {
+    fileprivate func string(_ name: String) -> String { column(name)?.string ?? "" }
+    fileprivate func ms(_ name: String) -> Timestamp { Timestamp(millisecondsSinceEpoch: Int64(column(name)?.integer ?? 0)) }
+    fileprivate func optionalMS(_ name: String) -> Timestamp? {
+        guard let value = column(name), !value.isNull, let integer = value.integer else { return nil }
+        return Timestamp(millisecondsSinceEpoch: Int64(integer))
+    }
+}

@@ -1,0 +1,121 @@
+import LicenseCore
+
+/// The life of one client connection as plain data: which calls are allowed, how many are in
+/// flight, and when the connection may close. Each event returns the action the handler must
+/// carry out; the handler owns no booleans of its own.
+public struct ConnectionStateMachine: Sendable {
+    public enum State: Sendable, Equatable {
+        /// Connected; nothing but `Hello` is served yet.
+        case awaitingHello
+        /// A `Hello` is being checked.
+        case authenticating(previous: Principal?)
+        /// Authenticated.
+        case ready(Principal)
+        /// Shutting down: no new calls, in-flight calls finish, then close.
+        case draining
+        /// The stream is finished; nothing more is read or written.
+        case closed
+    }
+
+    /// What to do with a received request.
+    public enum RequestAction: Sendable, Equatable {
+        /// Check the `Hello` credential (inline, before reading further).
+        case authenticate
+        /// Run the call as `principal`.
+        case dispatch(Principal)
+        /// Answer with this error.
+        case reject(LicenseError)
+    }
+
+    /// Whether the connection should now finish its output and close.
+    public enum CloseAction: Sendable, Equatable {
+        case none
+        case close
+    }
+
+    public private(set) var state: State = .awaitingHello
+    /// Requests read whose answers are not yet written.
+    public private(set) var inFlight = 0
+    private var inputEnded = false
+
+    public init() {}
+
+    /// A request frame arrived. Every request counts as in flight until `answerWritten()`.
+    public mutating func requestReceived(isHello: Bool) -> RequestAction {
+        switch state {
+        case .closed:
+            return .reject(LicenseError(.unavailable, .shuttingDown, "the connection is closing"))
+        case .draining:
+            inFlight += 1
+            return .reject(LicenseError(.unavailable, .shuttingDown, "the server is shutting down; reconnect", retryAfter: .seconds(1)))
+        case .authenticating:
+            // Hello is handled inline, so nothing else can arrive while it is checked.
+            inFlight += 1
+            return .reject(LicenseError(.unauthenticated, .helloRequired, "wait for the Hello answer before other calls"))
+        case .awaitingHello:
+            inFlight += 1
+            guard isHello else {
+                return .reject(LicenseError(.unauthenticated, .helloRequired, "the first call on a connection must be Hello"))
+            }
+            state = .authenticating(previous: nil)
+            return .authenticate
+        case .ready(let principal):
+            inFlight += 1
+            if isHello {
+                state = .authenticating(previous: principal)
+                return .authenticate
+            }
+            return .dispatch(principal)
+        }
+    }
+
+    /// The `Hello` credential was accepted.
+    public mutating func helloSucceeded(_ principal: Principal) {
+        if case .authenticating = state { state = .ready(principal) }
+    }
+
+    /// The `Hello` credential was refused: the connection is unauthenticated again.
+    public mutating func helloFailed() {
+        if case .authenticating = state { state = .awaitingHello }
+    }
+
+    /// An answer (or rejection) was written.
+    public mutating func answerWritten() -> CloseAction {
+        inFlight = max(0, inFlight - 1)
+        return closeIfIdle()
+    }
+
+    /// The peer closed its side (or the read loop ended).
+    public mutating func inputClosed() -> CloseAction {
+        inputEnded = true
+        return closeIfIdle()
+    }
+
+    /// Graceful shutdown began. Returns whether to send the going-away notice, and whether the
+    /// connection can close at once (nothing in flight).
+    public mutating func beginDrain() -> (notify: Bool, close: CloseAction) {
+        switch state {
+        case .closed, .draining:
+            return (false, .none)
+        default:
+            state = .draining
+            return (true, closeIfIdle())
+        }
+    }
+
+    /// The stream can no longer be trusted (oversized or zero frame, frame deadline, idle).
+    public mutating func fatal() -> CloseAction {
+        guard state != .closed else { return .none }
+        state = .closed
+        return .close
+    }
+
+    private mutating func closeIfIdle() -> CloseAction {
+        guard inFlight == 0, state != .closed else { return .none }
+        if state == .draining || inputEnded {
+            state = .closed
+            return .close
+        }
+        return .none
+    }
+}

@@ -1,0 +1,186 @@
+import LicenseCore
+import LicenseWire
+import Logging
+import Metrics
+import NIOCore
+import NIOPosix
+import NIOSSL
+import ServiceLifecycle
+import Synchronization
+
+/// The `licensed` TLS listener as a lifecycle `Service`.
+///
+/// Each connection runs in its own child task of a discarding task group. Requests on a
+/// connection are served concurrently and answered as they complete, with the client's id.
+/// On graceful shutdown the listener closes, every connection is sent a going-away notice,
+/// in-flight calls finish (up to the drain timeout), and then the connections close. Seats are
+/// kept: clients reconnect elsewhere and heartbeat as before.
+public final class LicenseServer: Service {
+    private let configuration: ServerConfiguration
+    private let dispatcher: Dispatcher
+    private let logger: Logger
+    private let onListening: @Sendable (SocketAddress) -> Void
+    private let connections = Meter(label: "licensed_connections")
+
+    /// Creates the server. `onListening` is called with the bound address once listening
+    /// (tests use it to learn an ephemeral port).
+    public init(
+        configuration: ServerConfiguration, dispatcher: Dispatcher,
+        logger: Logger = Logger(label: "coditect.license.server"),
+        onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.dispatcher = dispatcher
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let sslContext = try NIOSSLContext(configuration: configuration.effectiveTLS)
+        let config = configuration
+        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: config.host, port: config.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(TLSSniffer())
+                    try sync.addHandler(NIOSSLServerHandler(context: sslContext))
+                    try sync.addHandler(FrameReader(
+                        maxFrameBytes: config.maxFrameBytes, frameTimeout: config.frameTimeout.timeAmount,
+                        idleTimeout: config.idleTimeout.timeAmount
+                    ))
+                    return try NIOAsyncChannel<InboundEvent, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        if let address = listener.channel.localAddress {
+            logger.info("listening", metadata: ["address": "\(address)"])
+            onListening(address)
+        }
+        try await withGracefulShutdownHandler {
+            try await listener.executeThenClose { inbound in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in inbound {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            listener.channel.close(promise: nil)
+        }
+        logger.info("listener closed; all connections drained")
+    }
+
+    // MARK: - One connection
+
+    private func serve(_ connection: NIOAsyncChannel<InboundEvent, ByteBuffer>) async {
+        connections.increment()
+        defer { connections.decrement() }
+        let channel = connection.channel
+        let machine = LockedStateMachine()
+        let limiter = InFlightLimiter(slots: configuration.maxInFlightPerConnection)
+        let (answers, answer) = AsyncStream.makeStream(of: ServerFrame.self)
+        let dispatcher = self.dispatcher
+        let drainTimeout = configuration.drainTimeout
+        let reconnectAfter = configuration.reconnectAfter
+
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                await withDiscardingTaskGroup { group in
+                    // The one writer: answers in completion order; its end closes the channel.
+                    group.addTask {
+                        for await frame in answers {
+                            let isAnswer = frame.id != 0
+                            if let bytes = try? FrameEncoder.frame(frame, allocator: channel.allocator) {
+                                try? await outbound.write(bytes)
+                            }
+                            if isAnswer {
+                                limiter.release()
+                                if machine.withLock({ $0.answerWritten() }) == .close { answer.finish() }
+                            }
+                        }
+                        limiter.close()
+                        try? await channel.close()
+                    }
+
+                    await withGracefulShutdownHandler {
+                        do {
+                            var iterator = inbound.makeAsyncIterator()
+                            while await limiter.acquire(), let event = try await iterator.next() {
+                                switch event {
+                                case .fatal(let error):
+                                    answer.yield(.failure(id: 0, error))
+                                    if machine.withLock({ $0.fatal() }) == .close { answer.finish() }
+                                    return
+                                case .frame(let body):
+                                    await self.handleFrame(body, machine: machine, limiter: limiter, answer: answer, group: &group, dispatcher: dispatcher)
+                                }
+                            }
+                        } catch {
+                            // The peer reset the connection or TLS failed: nothing more can be read.
+                        }
+                        if machine.withLock({ $0.inputClosed() }) == .close { answer.finish() }
+                    } onGracefulShutdown: {
+                        let (notify, close) = machine.withLock { $0.beginDrain() }
+                        if notify { answer.yield(.goingAway(reason: "server shutting down", reconnectAfter: reconnectAfter)) }
+                        if close == .close {
+                            answer.finish()
+                        } else {
+                            // In-flight calls get the drain timeout; then the connection closes regardless.
+                            channel.eventLoop.scheduleTask(in: drainTimeout.timeAmount) { channel.close(promise: nil) }
+                        }
+                    }
+                }
+            }
+        } catch {
+            logger.debug("connection ended with an error", metadata: ["error": "\(type(of: error))"])
+        }
+    }
+
+    private func handleFrame(
+        _ body: ByteBuffer, machine: LockedStateMachine, limiter: InFlightLimiter,
+        answer: AsyncStream<ServerFrame>.Continuation, group: inout DiscardingTaskGroup, dispatcher: Dispatcher
+    ) async {
+        let request: ClientFrame
+        do {
+            request = try ClientFrame.decode(body)
+        } catch {
+            // The framing is intact, so the connection continues; the id is unknown, hence 0.
+            limiter.release()
+            answer.yield(.failure(id: 0, error as? LicenseError ?? LicenseError(.invalidArgument, .malformedFrame, "malformed frame")))
+            return
+        }
+        guard request.id != 0 else {
+            limiter.release()
+            answer.yield(.failure(id: 0, LicenseError(.invalidArgument, .malformedFrame, "a request id must be non-zero")))
+            return
+        }
+        var isHello = false
+        if case .hello = request.call { isHello = true }
+        switch machine.withLock({ $0.requestReceived(isHello: isHello) }) {
+        case .reject(let error):
+            answer.yield(.failure(id: request.id, error))
+        case .authenticate:
+            // Inline: nothing else on this connection is read until the credential is checked.
+            let (frame, principal) = await dispatcher.hello(id: request.id, request.hello)
+            machine.withLock { state in
+                if let principal { state.helloSucceeded(principal) } else { state.helloFailed() }
+            }
+            answer.yield(frame)
+        case .dispatch(let principal):
+            group.addTask {
+                answer.yield(await dispatcher.handle(request, as: principal))
+            }
+        }
+    }
+}
+
+/// A connection's state machine behind a lock, shared by its reader, writer and call tasks.
+final class LockedStateMachine: Sendable {
+    private let machine = Mutex(ConnectionStateMachine())
+
+    func withLock<T>(_ body: (inout ConnectionStateMachine) -> T) -> T {
+        machine.withLock { body(&$0) }
+    }
+}

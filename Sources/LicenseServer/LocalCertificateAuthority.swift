@@ -1,0 +1,94 @@
+import Crypto
+import Foundation
+import LicenseCore
+import SwiftASN1
+import X509
+
+/// The embedded default's TLS material: a local CA and a server certificate it signs, written
+/// once to `DATA/tls/`. Clients trust `ca.pem`.
+public enum LocalCertificateAuthority {
+    /// The files of the generated TLS material.
+    public struct Files: Sendable {
+        public var caCertificate: String
+        public var serverCertificate: String
+        public var serverKey: String
+    }
+
+    /// Creates the CA and server certificate under `directory` unless they exist; returns the paths.
+    /// The server certificate names `localhost`, `127.0.0.1`, `::1` and `extraHosts`.
+    public static func ensure(in directory: String, extraHosts: [String] = []) throws -> Files {
+        let files = Files(
+            caCertificate: directory + "/ca.pem",
+            serverCertificate: directory + "/server.pem",
+            serverKey: directory + "/server-key.pem"
+        )
+        let fm = FileManager.default
+        if fm.fileExists(atPath: files.caCertificate), fm.fileExists(atPath: files.serverCertificate), fm.fileExists(atPath: files.serverKey) {
+            return files
+        }
+        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+
+        let now = Date()
+        let caKey = P256.Signing.PrivateKey()
+        let caName = try DistinguishedName {
+            OrganizationName("CODITECT licensed")
+            CommonName("CODITECT licensed local CA")
+        }
+        let ca = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(caKey.publicKey),
+            notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(10 * 365 * 86_400),
+            issuer: caName, subject: caName,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
+                Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+            },
+            issuerPrivateKey: .init(caKey)
+        )
+
+        let serverKey = P256.Signing.PrivateKey()
+        var names: [GeneralName] = [.dnsName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1])),
+                                    .ipAddress(ASN1OctetString(contentBytes: ArraySlice([UInt8](repeating: 0, count: 15) + [1])))]
+        for host in extraHosts where !host.isEmpty && host != "localhost" {
+            if let bytes = ipv4Bytes(host) { names.append(.ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes)))) }
+            else if !host.contains(":") { names.append(.dnsName(host)) }
+        }
+        let serverName = try DistinguishedName {
+            OrganizationName("CODITECT licensed")
+            CommonName("localhost")
+        }
+        let server = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(serverKey.publicKey),
+            notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(825 * 86_400),
+            issuer: caName, subject: serverName,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true))
+                try ExtendedKeyUsage([.serverAuth])
+                SubjectAlternativeNames(names)
+            },
+            issuerPrivateKey: .init(caKey)
+        )
+
+        try writePrivate(serverKey.pemRepresentation, to: files.serverKey)
+        try writePrivate(caKey.pemRepresentation, to: directory + "/ca-key.pem")
+        try server.serializeAsPEM().pemString.write(toFile: files.serverCertificate, atomically: true, encoding: .utf8)
+        try ca.serializeAsPEM().pemString.write(toFile: files.caCertificate, atomically: true, encoding: .utf8)
+        return files
+    }
+
+    private static func ipv4Bytes(_ host: String) -> [UInt8]? {
+        let parts = host.split(separator: ".")
+        guard parts.count == 4 else { return nil }
+        let bytes = parts.compactMap { UInt8($0) }
+        return bytes.count == 4 ? bytes : nil
+    }
+}
+
+/// Writes a secret file readable only by its owner (0600).
+func writePrivate(_ text: String, to path: String) throws {
+    let fm = FileManager.default
+    if fm.fileExists(atPath: path) { try fm.removeItem(atPath: path) }
+    guard fm.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+        throw LicenseError(.internal, .internalError, "could not write \(path)")
+    }
+}
