@@ -103,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "licensed",
             dependencies: [
-                "LicenseServer", "LicenseCore",
+                "LicenseServer", "LicenseCore", "LicenseEmbedded", "LicenseTokens",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -115,6 +115,7 @@ let package = Package(
             dependencies: [
                 "LicenseClient", "LicenseWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strict
         ),

@@ -1,0 +1,184 @@
+import Foundation
+import LicenseCore
+import LicenseTokens
+import LicenseWire
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// Where and how to reach a license server.
+public struct LicenseServerEndpoint: Sendable {
+    public var host: String
+    public var port: Int
+    /// PEM file of the CA that signed the server certificate (`DATA/tls/ca.pem` on the embedded
+    /// default). `nil` uses the system's trust store.
+    public var caFile: String?
+    /// The name to check the certificate against; defaults to `host` (IP addresses are checked
+    /// against the certificate's IP entries).
+    public var serverName: String?
+    /// Default 10 s.
+    public var connectTimeout: Duration = .seconds(10)
+    /// Default 15 s per call.
+    public var callTimeout: Duration = .seconds(15)
+    /// Default 64 KiB, the server's default.
+    public var maxFrameBytes: Int = WireProtocol.defaultMaxFrameBytes
+
+    public init(host: String, port: Int = WireProtocol.defaultPort, caFile: String? = nil) {
+        self.host = host
+        self.port = port
+        self.caFile = caFile
+    }
+
+    /// Parses `HOST:PORT` (or `HOST`, port 7443; `[v6]:PORT`).
+    public init(parsing text: String, caFile: String? = nil) throws {
+        var host = text
+        var port = WireProtocol.defaultPort
+        if let colon = text.lastIndex(of: ":"), !text.hasSuffix("]"), text.filter({ $0 == ":" }).count == 1 || text.hasPrefix("[") {
+            guard let parsed = Int(text[text.index(after: colon)...]), (1...65535).contains(parsed) else {
+                throw LicenseCallError(code: .invalidArgument, reason: "INVALID_ENDPOINT", message: "'\(text)' is not HOST:PORT")
+            }
+            port = parsed
+            host = String(text[..<colon])
+        }
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else {
+            throw LicenseCallError(code: .invalidArgument, reason: "INVALID_ENDPOINT", message: "'\(text)' names no host")
+        }
+        self.init(host: host, port: port, caFile: caFile)
+    }
+}
+
+/// One TLS connection to a license server. Calls may be made concurrently from any task; each
+/// gets its own request id and its answer as soon as the server sends it.
+public final class LicenseConnection: Sendable {
+    private let channel: any Channel
+    private let nextID = Atomic<UInt64>(1)
+    private let callTimeout: Duration
+    /// Server notices (going away, session revoked). Finishes when the connection closes.
+    public let notices: AsyncStream<Coditect_License_V1_Notice>
+
+    private init(channel: any Channel, callTimeout: Duration, notices: AsyncStream<Coditect_License_V1_Notice>) {
+        self.channel = channel
+        self.callTimeout = callTimeout
+        self.notices = notices
+    }
+
+    /// Opens a TLS connection (TLS 1.2+, ALPN `coditect-license/1`, certificate verified).
+    public static func connect(to endpoint: LicenseServerEndpoint) async throws -> LicenseConnection {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.applicationProtocols = [WireProtocol.alpn]
+        if let caFile = endpoint.caFile {
+            do {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            } catch {
+                throw LicenseCallError(code: .invalidArgument, reason: "INVALID_CA", message: "cannot read a PEM certificate from \(caFile)")
+            }
+        }
+        let sslContext = try NIOSSLContext(configuration: tls)
+        let name = endpoint.serverName ?? endpoint.host
+        let isIP = name.contains(":") || name.split(separator: ".").allSatisfy { UInt8($0) != nil }
+        let (notices, continuation) = AsyncStream.makeStream(of: Coditect_License_V1_Notice.self)
+        let maxFrame = endpoint.maxFrameBytes
+        do {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(endpoint.connectTimeout.timeAmount)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: isIP ? nil : name))
+                        try sync.addHandler(ClientFrameHandler(maxFrameBytes: maxFrame, notices: continuation))
+                    }
+                }
+                .connect(host: endpoint.host, port: endpoint.port).get()
+            return LicenseConnection(channel: channel, callTimeout: endpoint.callTimeout, notices: notices)
+        } catch {
+            continuation.finish()
+            throw LicenseCallError(code: .unavailable, reason: "CONNECT_FAILED", message: "cannot connect to \(endpoint.host):\(endpoint.port)")
+        }
+    }
+
+    /// Sends one call and returns the server's answer (whatever its status).
+    public func send(_ call: ClientFrame.OneOf_Call, timeout: Duration? = nil) async throws -> ServerFrame {
+        var frame = ClientFrame()
+        frame.id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let limit = timeout ?? callTimeout
+        frame.timeoutMs = UInt32(clamping: limit.milliseconds)
+        frame.call = call
+        let promise = channel.eventLoop.makePromise(of: ServerFrame.self)
+        channel.writeAndFlush(RequestEnvelope(frame: frame, promise: promise, timeout: limit.timeAmount), promise: nil)
+        return try await promise.futureResult.get()
+    }
+
+    /// Sends one call; a non-OK status is thrown as `LicenseCallError`.
+    public func call(_ call: ClientFrame.OneOf_Call, timeout: Duration? = nil) async throws -> ServerFrame {
+        let answer = try await send(call, timeout: timeout)
+        guard answer.status.isOK else { throw LicenseCallError(answer.status) }
+        return answer
+    }
+
+    /// Closes the connection.
+    public func close() async {
+        try? await channel.close()
+    }
+
+    /// Whether the connection is still open.
+    public var isActive: Bool { channel.isActive }
+
+    // MARK: - Session calls
+
+    /// Authenticates with an API key.
+    @discardableResult
+    public func hello(apiKey: String, clientName: String = "coditect-license-client", clientVersion: String = "1") async throws -> Coditect_License_V1_HelloResult {
+        var hello = Coditect_License_V1_Hello()
+        hello.protocolVersion = WireProtocol.version
+        hello.clientName = clientName
+        hello.clientVersion = clientVersion
+        hello.apiKey = apiKey
+        return try await call(.hello(hello)).hello
+    }
+
+    /// Acquires a seat of `licenseID` for this machine.
+    public func acquire(licenseID: String, hardwareID: String, idempotencyKey: String = UUID().uuidString, clientInfo: [String: String] = [:]) async throws -> Coditect_License_V1_AcquireResult {
+        var request = Coditect_License_V1_AcquireRequest()
+        request.licenseID = licenseID
+        request.hardwareID = hardwareID
+        request.idempotencyKey = idempotencyKey
+        request.clientInfo = clientInfo
+        return try await call(.acquire(request)).acquire
+    }
+
+    /// Renews a session's lease. Pass the expiry of the token held so the server refreshes it when due.
+    public func heartbeat(sessionID: String, tokenExpiresAtMs: UInt64 = 0) async throws -> Coditect_License_V1_HeartbeatResult {
+        var request = Coditect_License_V1_HeartbeatRequest()
+        request.sessionID = sessionID
+        request.tokenExpiresAtMs = tokenExpiresAtMs
+        return try await call(.heartbeat(request)).heartbeat
+    }
+
+    /// Gives a seat back.
+    public func release(sessionID: String) async throws {
+        var request = Coditect_License_V1_ReleaseRequest()
+        request.sessionID = sessionID
+        _ = try await call(.release(request))
+    }
+
+    /// The server's JWKS document.
+    public func signingKeysJSON() async throws -> String {
+        try await call(.getSigningKeys(.init())).signingKeys.jwksJson
+    }
+
+    /// A verifier for lease tokens built from the server's published keys.
+    public func tokenVerifier(issuer: String = "coditect-licensed") async throws -> LeaseTokenVerifier {
+        LeaseTokenVerifier(keys: try JWKS.decode(try await signingKeysJSON()), issuer: issuer)
+    }
+}
+
+extension Duration {
+    var timeAmount: TimeAmount {
+        let (seconds, attoseconds) = components
+        return .nanoseconds(seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000)
+    }
+}

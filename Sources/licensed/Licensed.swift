@@ -1,0 +1,186 @@
+import ArgumentParser
+import Foundation
+import LicenseCore
+import LicenseEmbedded
+import LicenseServer
+import LicenseTokens
+import Logging
+import ServiceLifecycle
+
+@main
+struct Licensed: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "licensed",
+        abstract: "The CODITECT license server.",
+        discussion: """
+        With no options, serves on 127.0.0.1:7443 from ./licensed-data (in-process seats, SQLite), \
+        generating a CA (clients trust DATA/tls/ca.pem), a signing key and a bootstrap operator API key \
+        that is printed once.
+
+        Settings come from, in order of precedence: flags, environment variables (LICENSED_LISTEN, \
+        LICENSED_DATA_DIR, LICENSED_TLS_CERT, LICENSED_TLS_KEY, LICENSED_SIGNING_KEY, \
+        LICENSED_SIGNING_ALG, LICENSED_MAX_FRAME_BYTES, LICENSED_LOG_LEVEL, LICENSED_BOOTSTRAP_API_KEY), \
+        then a JSON config file (--config or LICENSED_CONFIG) with the same names in snake_case \
+        (listen, data_dir, tls_cert, tls_key, signing_key, signing_alg, max_frame_bytes, log_level).
+        """,
+        subcommands: [Serve.self, Migrate.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Options shared by the subcommands.
+struct CommonOptions: ParsableArguments {
+    @Option(help: "A JSON config file.")
+    var config: String?
+
+    @Option(name: .customLong("data-dir"), help: "The data folder (default ./licensed-data).")
+    var dataDir: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
+    var logLevel: String?
+
+    /// Flags, then environment, then the config file, then the default.
+    func resolve(_ flag: String?, env: String, file key: String, default fallback: String? = nil) throws -> String? {
+        if let flag { return flag }
+        if let value = ProcessInfo.processInfo.environment[env], !value.isEmpty { return value }
+        if let value = try fileSettings()[key] { return value }
+        return fallback
+    }
+
+    func fileSettings() throws -> [String: String] {
+        guard let path = config ?? ProcessInfo.processInfo.environment["LICENSED_CONFIG"] else { return [:] }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read config file \(path)")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ValidationError("config file \(path) is not a JSON object")
+        }
+        let known: Set = ["listen", "data_dir", "tls_cert", "tls_key", "signing_key", "signing_alg", "max_frame_bytes", "log_level"]
+        if let unknown = object.keys.first(where: { !known.contains($0) }) {
+            throw ValidationError("config file \(path): unknown setting '\(unknown)'")
+        }
+        return object.mapValues { "\($0)" }
+    }
+
+    func makeLogger() throws -> Logger {
+        let levelName = try resolve(logLevel, env: "LICENSED_LOG_LEVEL", file: "log_level", default: "info")!
+        guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("unknown log level '\(levelName)'") }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "licensed")
+    }
+
+    func settings() throws -> EmbeddedEnvironment.Settings {
+        let env = ProcessInfo.processInfo.environment
+        var settings = EmbeddedEnvironment.Settings(
+            dataDirectory: try resolve(dataDir, env: "LICENSED_DATA_DIR", file: "data_dir", default: "licensed-data")!
+        )
+        settings.bootstrapAPIKey = env["LICENSED_BOOTSTRAP_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        return settings
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the server (the default).")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "HOST:PORT to listen on (default 127.0.0.1:7443).")
+    var listen: String?
+
+    @Option(name: .customLong("tls-cert"), help: "Server certificate chain (PEM). Default: generated under DATA/tls.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "Server private key (PEM).")
+    var tlsKey: String?
+
+    @Option(name: .customLong("signing-key"), help: "Lease signing private key (PKCS#8 PEM). Default: generated under DATA/keys.")
+    var signingKey: String?
+
+    @Option(name: .customLong("signing-alg"), help: "EdDSA (default), RS256 or PS256 (RSA keys are 4096-bit when generated).")
+    var signingAlg: String?
+
+    @Option(name: .customLong("max-frame-bytes"), help: "Largest accepted frame (default 65536).")
+    var maxFrameBytes: Int?
+
+    func run() async throws {
+        let logger = try common.makeLogger()
+        var settings = try common.settings()
+        let listen = try common.resolve(self.listen, env: "LICENSED_LISTEN", file: "listen", default: "127.0.0.1:7443")!
+        (settings.listenHost, settings.listenPort) = try Self.parseListen(listen)
+        settings.tlsCertificate = try common.resolve(tlsCert, env: "LICENSED_TLS_CERT", file: "tls_cert")
+        settings.tlsKey = try common.resolve(tlsKey, env: "LICENSED_TLS_KEY", file: "tls_key")
+        settings.signingKeyFile = try common.resolve(signingKey, env: "LICENSED_SIGNING_KEY", file: "signing_key")
+        let alg = try common.resolve(signingAlg, env: "LICENSED_SIGNING_ALG", file: "signing_alg", default: "EdDSA")!
+        guard let algorithm = LeaseTokenAlgorithm(rawValue: alg) else {
+            throw ValidationError("--signing-alg must be EdDSA, RS256 or PS256")
+        }
+        settings.signingAlgorithm = algorithm
+        let frameLimit = try common.resolve(maxFrameBytes.map(String.init), env: "LICENSED_MAX_FRAME_BYTES", file: "max_frame_bytes", default: "65536")!
+        guard let maxFrame = Int(frameLimit), (256...16 * 1024 * 1024).contains(maxFrame) else {
+            throw ValidationError("max frame bytes must be a number from 256 to 16777216")
+        }
+
+        let environment: EmbeddedEnvironment
+        do {
+            environment = try await EmbeddedEnvironment.prepare(settings, logger: logger)
+        } catch let error as LicenseError {
+            throw ValidationError(error.message)
+        }
+        if let key = environment.newBootstrapKey {
+            print("""
+            Bootstrap operator API key (shown once; store it now):
+              \(key)
+            Use it with: licensectl --server \(settings.listenHost):\(settings.listenPort) --ca \(environment.caCertificatePath ?? "<your CA>") --api-key <key> status
+            """)
+        }
+        var configuration = ServerConfiguration(tls: environment.tls)
+        configuration.host = settings.listenHost
+        configuration.port = settings.listenPort
+        configuration.maxFrameBytes = maxFrame
+        let server = LicenseServer(
+            configuration: configuration,
+            dispatcher: Dispatcher(service: environment.service, maxFrameBytes: maxFrame, logger: logger),
+            logger: logger
+        ) { address in
+            print("licensed listening on \(address)" + (environment.caCertificatePath.map { " (clients trust \($0))" } ?? ""))
+            fflush(nil)
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: server)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        try await group.run()
+        try await environment.repository.close()
+    }
+
+    static func parseListen(_ text: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:7443")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw ValidationError("--listen must name a host, e.g. 0.0.0.0:7443") }
+        return (host, port)
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply database migrations and exit.")
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let logger = try common.makeLogger()
+        let settings = try common.settings()
+        try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let repository = try await SQLiteLicenseRepository.open(path: settings.dataDirectory + "/licensed.sqlite", logger: logger)
+        try await repository.migrate()
+        print("schema at version \(try await repository.schemaVersion())")
+        try await repository.close()
+    }
+}
