@@ -1,0 +1,162 @@
+import Foundation
+import LicenseCore
+import LicenseEmbedded
+import Testing
+
+/// The behaviour every `LicenseRepository` must have, run against each implementation.
+@Suite("LicenseRepository conformance")
+struct RepositoryConformanceTests {
+    struct Backend: CustomStringConvertible, Sendable {
+        var description: String
+        /// Creates an empty, migrated repository and a cleanup action.
+        var make: @Sendable () async throws -> (any LicenseRepository, @Sendable () async throws -> Void)
+    }
+
+    static let backends: [Backend] = [
+        Backend(description: "in-memory") { (InMemoryLicenseRepository(), {}) },
+        Backend(description: "sqlite") {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repo-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let repository = try await SQLiteLicenseRepository.open(path: dir + "/test.sqlite")
+            try await repository.migrate()
+            return (repository, {
+                try await repository.close()
+                try FileManager.default.removeItem(atPath: dir)
+            })
+        },
+    ]
+
+    let t0 = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)
+
+    func withRepository(_ backend: Backend, _ body: (any LicenseRepository) async throws -> Void) async throws {
+        let (repository, cleanup) = try await backend.make()
+        do { try await body(repository) } catch {
+            try await cleanup()
+            throw error
+        }
+        try await cleanup()
+    }
+
+    func audit(_ action: String, _ target: String, tenant: TenantID? = "acme") -> AuditEvent {
+        AuditEvent(at: t0, tenantID: tenant, actor: "usr-op", action: action, target: target)
+    }
+
+    func seed(_ repository: any LicenseRepository) async throws {
+        try await repository.createTenant(Tenant(id: "acme", name: "Acme", createdAt: t0), audit: audit("tenant.create", "acme"))
+        try await repository.createLicense(
+            License(id: "acme-pro", tenantID: "acme", name: "Pro", seats: 5, validUntil: t0.advanced(by: .seconds(86_400)), features: ["ai", "sync"], createdAt: t0),
+            audit: audit("license.create", "acme-pro"))
+        try await repository.createUser(User(id: "usr-a", tenantID: "acme", name: "alice", role: .tenantUser, createdAt: t0),
+                                        apiKey: APIKeyRecord(hash: "hash-a", userID: "usr-a", createdAt: t0), audit: audit("user.create", "usr-a"))
+    }
+
+    func session(_ id: String, at offset: Int64 = 0) -> LeaseSession {
+        LeaseSession(id: SessionID(id), tenantID: "acme", licenseID: "acme-pro", userID: "usr-a", hardwareID: "hw", idempotencyKey: "k-\(id)",
+                     clientInfo: ["os": "linux"], createdAt: t0.advanced(by: .seconds(offset)), leaseExpiresAt: t0.advanced(by: .seconds(offset + 360)))
+    }
+
+    @Test(arguments: backends)
+    func storesAndReadsEntities(_ backend: Backend) async throws {
+        try await withRepository(backend) { repository in
+            try await seed(repository)
+            #expect(try await repository.tenant("acme")?.name == "Acme")
+            #expect(try await repository.tenants().map(\.id) == ["acme"])
+            let license = try #require(try await repository.license("acme-pro"))
+            #expect(license.seats == 5)
+            #expect(license.features == ["ai", "sync"])
+            #expect(license.validUntil == t0.advanced(by: .seconds(86_400)))
+            #expect(license.validFrom == nil)
+            #expect(license.policy == .default)
+            #expect(try await repository.licenses(tenant: "acme").map(\.id) == ["acme-pro"])
+            #expect(try await repository.licenses(tenant: "other").isEmpty)
+            #expect(try await repository.user(apiKeyHash: "hash-a")?.id == "usr-a")
+            #expect(try await repository.user(apiKeyHash: "nope") == nil)
+            #expect(try await repository.userCount(role: .tenantUser) == 1)
+            #expect(try await repository.userCount(role: .platformOperator) == 0)
+        }
+    }
+
+    @Test(arguments: backends)
+    func duplicatesAndDanglingReferencesAreRefused(_ backend: Backend) async throws {
+        try await withRepository(backend) { repository in
+            try await seed(repository)
+            await #expect(throws: LicenseError.self) {
+                try await repository.createTenant(Tenant(id: "acme", name: "Again", createdAt: t0), audit: audit("tenant.create", "acme"))
+            }
+            let error = await #expect(throws: LicenseError.self) {
+                try await repository.createLicense(License(id: "x", tenantID: "missing", name: "X", seats: 1, createdAt: t0), audit: audit("license.create", "x"))
+            }
+            #expect(error?.code == .notFound)
+            // The failed writes left nothing behind, not even their audit rows.
+            #expect(try await repository.tenant("acme")?.name == "Acme")
+            #expect(try await repository.license("x") == nil)
+            #expect(try await repository.auditEvents(tenant: nil, limit: 100).count == 3)
+        }
+    }
+
+    @Test(arguments: backends)
+    func sessionLifecycle(_ backend: Backend) async throws {
+        try await withRepository(backend) { repository in
+            try await seed(repository)
+            try await repository.insertSession(session("s1"), audit: audit("session.acquire", "s1"))
+            try await repository.insertSession(session("s2", at: 10), audit: audit("session.acquire", "s2"))
+            #expect(try await repository.session("s1") == session("s1"))
+            try await repository.updateLease(session: "s1", expiresAt: t0.advanced(by: .seconds(700)))
+            #expect(try await repository.session("s1")?.leaseExpiresAt == t0.advanced(by: .seconds(700)))
+            #expect(try await repository.sessions(license: "acme-pro", includeEnded: false).map(\.id) == ["s2", "s1"])
+
+            #expect(try await repository.endSession("s1", at: t0.advanced(by: .seconds(20)), reason: .released, audit: audit("session.release", "s1")))
+            #expect(try await !repository.endSession("s1", at: t0.advanced(by: .seconds(30)), reason: .revoked, audit: audit("session.revoke", "s1")))
+            let ended = try #require(try await repository.session("s1"))
+            #expect(ended.endReason == .released)
+            #expect(ended.endedAt == t0.advanced(by: .seconds(20)))
+            // An ended session's lease does not move any more.
+            try await repository.updateLease(session: "s1", expiresAt: t0.advanced(by: .seconds(9_999)))
+            #expect(try await repository.session("s1")?.leaseExpiresAt == t0.advanced(by: .seconds(700)))
+            #expect(try await repository.sessions(license: "acme-pro", includeEnded: false).map(\.id) == ["s2"])
+            #expect(try await repository.sessions(license: "acme-pro", includeEnded: true).map(\.id) == ["s2", "s1"])
+            #expect(try await !repository.endSession("missing", at: t0, reason: .released, audit: audit("session.release", "missing")))
+        }
+    }
+
+    @Test(arguments: backends)
+    func auditLogIsNewestFirstAndScopedByTenant(_ backend: Backend) async throws {
+        try await withRepository(backend) { repository in
+            try await seed(repository)
+            try await repository.appendAudit(audit("platform.note", "x", tenant: nil))
+            let all = try await repository.auditEvents(tenant: nil, limit: 10)
+            #expect(all.map(\.action) == ["platform.note", "user.create", "license.create", "tenant.create"])
+            #expect(try await repository.auditEvents(tenant: "acme", limit: 2).map(\.action) == ["user.create", "license.create"])
+        }
+    }
+
+    @Test(arguments: backends)
+    func migrateIsRepeatable(_ backend: Backend) async throws {
+        try await withRepository(backend) { repository in
+            try await seed(repository)
+            try await repository.migrate()
+            #expect(try await repository.tenant("acme") != nil)
+        }
+    }
+
+    @Test func concurrentWritesShareCommitsAndAllLand() async throws {
+        let (repository, cleanup) = try await Self.backends[1].make()
+        try await seed(repository)
+        try await repository.insertSession(session("c0"), audit: audit("session.acquire", "c0"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 1..<100 {
+                group.addTask { try await repository.insertSession(session("c\(i)", at: Int64(i)), audit: audit("session.acquire", "c\(i)")) }
+            }
+            // One duplicate among them fails alone without undoing the others.
+            group.addTask {
+                await #expect(throws: LicenseError.self) {
+                    try await repository.insertSession(session("c0"), audit: audit("session.acquire", "dup"))
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await repository.sessions(license: "acme-pro", includeEnded: false).count == 100)
+        #expect(try await repository.auditEvents(tenant: "acme", limit: 1000).count == 103)
+        try await cleanup()
+    }
+}

@@ -1,0 +1,148 @@
+import LicenseCore
+import LicenseEmbedded
+import Testing
+
+/// The behaviour every `SeatStore` must have. Each backend adds itself to `backends`.
+@Suite("SeatStore conformance")
+struct SeatStoreConformanceTests {
+    struct Backend: CustomStringConvertible, Sendable {
+        var description: String
+        var make: @Sendable (ManualWallClock) async throws -> any SeatStore
+    }
+
+    static let backends: [Backend] = [
+        Backend(description: "in-process") { InProcessSeatStore(clock: $0) },
+    ]
+
+    let license = LicenseID("lic-1")
+    let ttl = Duration.seconds(360)
+
+    func holder(_ user: String, _ hw: String = "hw-1", key: String = "") -> SeatHolder {
+        SeatHolder(userID: UserID(user), hardwareID: hw, idempotencyKey: key)
+    }
+
+    func claim(_ store: any SeatStore, _ session: String, _ holder: SeatHolder, limit: Int = 2) async throws -> SeatClaimOutcome {
+        try await store.claim(SeatClaimRequest(licenseID: license, sessionID: SessionID(session), holder: holder, seatLimit: limit, leaseTTL: ttl))
+    }
+
+    @Test(arguments: backends)
+    func grantsUpToTheLimitThenRefuses(_ backend: Backend) async throws {
+        let clock = ManualWallClock()
+        let store = try await backend.make(clock)
+        let expiry = clock.now().advanced(by: ttl)
+        #expect(try await claim(store, "s1", holder("u1")) == .granted(SeatLease(sessionID: "s1", expiresAt: expiry)))
+        #expect(try await claim(store, "s2", holder("u2")) == .granted(SeatLease(sessionID: "s2", expiresAt: expiry)))
+        #expect(try await claim(store, "s3", holder("u3")) == .full(used: 2, limit: 2))
+        #expect(try await store.leases(licenseID: license).map(\.sessionID) == ["s1", "s2"])
+    }
+
+    @Test(arguments: backends)
+    func sameIdempotencyKeyReturnsTheSameSeat(_ backend: Backend) async throws {
+        let clock = ManualWallClock()
+        let store = try await backend.make(clock)
+        _ = try await claim(store, "s1", holder("u1", "hw-a", key: "k1"))
+        clock.advance(by: .seconds(10))
+        let again = try await claim(store, "s9", holder("u1", "hw-b", key: "k1"))
+        #expect(again == .existing(SeatLease(sessionID: "s1", expiresAt: clock.now().advanced(by: ttl))))
+        #expect(try await store.leases(licenseID: license).count == 1)
+    }
+
+    @Test(arguments: backends)
+    func sameUserOnSameHardwareReturnsTheSameSeat(_ backend: Backend) async throws {
+        let store = try await backend.make(ManualWallClock())
+        _ = try await claim(store, "s1", holder("u1", "hw-a", key: "k1"))
+        guard case .existing(let lease) = try await claim(store, "s2", holder("u1", "hw-a", key: "k2")) else {
+            Issue.record("expected the existing seat")
+            return
+        }
+        #expect(lease.sessionID == "s1")
+    }
+
+    @Test(arguments: backends)
+    func idempotencyKeysAreScopedToTheUser(_ backend: Backend) async throws {
+        let store = try await backend.make(ManualWallClock())
+        _ = try await claim(store, "s1", holder("u1", "hw-a", key: "shared"))
+        guard case .granted(let lease) = try await claim(store, "s2", holder("u2", "hw-b", key: "shared")) else {
+            Issue.record("another user's key must not find the first user's seat")
+            return
+        }
+        #expect(lease.sessionID == "s2")
+    }
+
+    @Test(arguments: backends)
+    func aLapsedLeaseFreesItsSeat(_ backend: Backend) async throws {
+        let clock = ManualWallClock()
+        let store = try await backend.make(clock)
+        _ = try await claim(store, "s1", holder("u1"), limit: 1)
+        #expect(try await claim(store, "s2", holder("u2"), limit: 1) == .full(used: 1, limit: 1))
+        clock.advance(by: ttl)
+        #expect(try await store.leases(licenseID: license).isEmpty)
+        guard case .granted = try await claim(store, "s2", holder("u2"), limit: 1) else {
+            Issue.record("the lapsed seat should be free")
+            return
+        }
+    }
+
+    @Test(arguments: backends)
+    func renewExtendsALiveLease(_ backend: Backend) async throws {
+        let clock = ManualWallClock()
+        let store = try await backend.make(clock)
+        _ = try await claim(store, "s1", holder("u1"), limit: 1)
+        clock.advance(by: .seconds(300))
+        let outcome = try await store.renew(licenseID: license, sessionID: "s1", holder: holder("u1"), seatLimit: 1, leaseTTL: ttl)
+        #expect(outcome == .renewed(SeatLease(sessionID: "s1", expiresAt: clock.now().advanced(by: ttl))))
+        clock.advance(by: .seconds(300))
+        #expect(try await store.leases(licenseID: license).map(\.sessionID) == ["s1"])
+    }
+
+    @Test(arguments: backends)
+    func renewOfALapsedLeaseRerunsTheLimitCheck(_ backend: Backend) async throws {
+        let clock = ManualWallClock()
+        let store = try await backend.make(clock)
+        _ = try await claim(store, "s1", holder("u1"), limit: 1)
+        clock.advance(by: .seconds(400))
+        // Nobody took the seat: it is re-taken.
+        let reclaimed = try await store.renew(licenseID: license, sessionID: "s1", holder: holder("u1"), seatLimit: 1, leaseTTL: ttl)
+        #expect(reclaimed == .reclaimed(SeatLease(sessionID: "s1", expiresAt: clock.now().advanced(by: ttl))))
+        clock.advance(by: .seconds(400))
+        _ = try await claim(store, "s2", holder("u2"), limit: 1)
+        // Someone took it: the lapsed session does not get a second seat.
+        let refused = try await store.renew(licenseID: license, sessionID: "s1", holder: holder("u1"), seatLimit: 1, leaseTTL: ttl)
+        #expect(refused == .noSeat(used: 1, limit: 1))
+        #expect(try await store.leases(licenseID: license).map(\.sessionID) == ["s2"])
+    }
+
+    @Test(arguments: backends)
+    func releaseFreesTheSeatAtOnce(_ backend: Backend) async throws {
+        let store = try await backend.make(ManualWallClock())
+        _ = try await claim(store, "s1", holder("u1"), limit: 1)
+        #expect(try await store.release(licenseID: license, sessionID: "s1"))
+        #expect(try await !store.release(licenseID: license, sessionID: "s1"))
+        guard case .granted = try await claim(store, "s2", holder("u2"), limit: 1) else {
+            Issue.record("a released seat should be free")
+            return
+        }
+    }
+
+    @Test(arguments: backends)
+    func concurrentClaimsNeverExceedTheLimit(_ backend: Backend) async throws {
+        let store = try await backend.make(ManualWallClock())
+        let license = self.license
+        let ttl = self.ttl
+        let granted = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for i in 0..<200 {
+                group.addTask {
+                    let outcome = try await store.claim(SeatClaimRequest(
+                        licenseID: license, sessionID: SessionID("s\(i)"),
+                        holder: SeatHolder(userID: UserID("u\(i)"), hardwareID: "hw", idempotencyKey: "k\(i)"),
+                        seatLimit: 10, leaseTTL: ttl))
+                    if case .granted = outcome { return true }
+                    return false
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(granted == 10)
+        #expect(try await store.leases(licenseID: license).count == 10)
+    }
+}
