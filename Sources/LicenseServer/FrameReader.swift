@@ -84,6 +84,8 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
             let (handler, context) = loopBound.value
             let message = reason == .idleTimeout ? "the connection was idle too long" : "a frame did not arrive in time"
             handler.fail(context, LicenseError(.deadlineExceeded, reason, message))
+            // Outside a read cycle: NIOAsyncChannel delivers buffered reads on read-complete.
+            context.fireChannelReadComplete()
         }
     }
 
