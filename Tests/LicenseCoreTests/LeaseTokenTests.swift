@@ -84,3 +84,50 @@ struct LeaseTokenTests {
         #expect(throws: LicenseError.self) { try SigningKey(pem: key.pemRepresentation, algorithm: .rs256) }
     }
 }
+
+/// Lease tokens verified by an independent JOSE library in another language (Python's joserfc,
+/// which `.ci/run` installs), so other-language clients can rely on the format.
+@Suite("Lease tokens across languages")
+struct CrossLanguageTokenTests {
+    @Test func joserfcVerifiesEveryAlgorithmAndRejectsForgeries() throws {
+        let now = SystemWallClock().now()
+        let ed = try SigningKey.generate(.edDSA)
+        let rsaPEM = LeaseTokenTests.rsaKeyPEM
+        let rs = try SigningKey(pem: rsaPEM, algorithm: .rs256)
+        let ps = try SigningKey(pem: rsaPEM, algorithm: .ps256)
+        func claims(_ session: String, exp: Int64 = 86_400) -> LeaseClaims {
+            LeaseClaims(issuer: "coditect-licensed", userID: "usr", tenantID: "acme", licenseID: "lic", sessionID: session,
+                        hardwareHash: LeaseClaims.hardwareHash("hw"), features: [], issuedAt: now.secondsSinceEpoch,
+                        notBefore: now.secondsSinceEpoch - 60, expiresAt: now.secondsSinceEpoch + exp, tokenID: "t-\(session)")
+        }
+        let valid = [try LeaseToken.sign(claims("ed"), with: ed), try LeaseToken.sign(claims("rs"), with: rs), try LeaseToken.sign(claims("ps"), with: ps)]
+        let parts = valid[0].split(separator: ".").map(String.init)
+        var forgedClaims = claims("ed")
+        forgedClaims.licenseID = "enterprise"
+        let forged = parts[0] + "." + Base64URL.encode(try JSONEncoder().encode(forgedClaims)) + "." + parts[2]
+        let expired = try LeaseToken.sign(claims("old", exp: -3_600), with: ed)
+        let stranger = try LeaseToken.sign(claims("x"), with: try SigningKey.generate(.edDSA))
+
+        let jwks = try JSONSerialization.jsonObject(with: Data(JWKS.encode([ed.verificationKey, rs.verificationKey, ps.verificationKey]).utf8))
+        let input = try JSONSerialization.data(withJSONObject: [
+            "jwks": jwks, "issuer": "coditect-licensed", "now": now.secondsSinceEpoch,
+            "valid": valid, "invalid": [forged, expired, stranger],
+        ] as [String: Any])
+
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Tools/verify_lease_tokens.py").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script]
+        let stdin = Pipe(), stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        try process.run()
+        stdin.fileHandleForWriting.write(input)
+        try stdin.fileHandleForWriting.close()
+        let output = String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "joserfc disagreed:\n\(output)")
+        #expect(output.split(separator: "\n").filter { $0.hasPrefix("ok") }.count == 6, "\(output)")
+    }
+}
