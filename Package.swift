@@ -119,6 +119,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "license-bench",
+            dependencies: [
+                "LicenseClient", "LicenseWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/LicenseBench",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "LicenseCoreTests",
             dependencies: ["LicenseCore", "LicenseEmbedded", "LicenseTokens"],
