@@ -34,17 +34,24 @@ public struct Authenticator: Sendable {
     public func authenticate(apiKey: String) async throws -> Principal {
         let rejected = LicenseError(.unauthenticated, .invalidCredential, "the credential was not accepted")
         guard APIKey.isWellFormed(apiKey) else { throw rejected }
-        let user: User?
-        do { user = try await repository.user(apiKeyHash: APIKey.hash(apiKey)) }
-        catch let error as LicenseError { throw error }
-        catch { throw LicenseError.backendUnavailable("the repository") }
+        let user = try await Self.backend { try await repository.user(apiKeyHash: APIKey.hash(apiKey)) }
         guard let user, !user.disabled else { throw rejected }
         if let tenantID = user.tenantID {
-            guard let tenant = try await repository.tenant(tenantID) else { throw rejected }
+            guard let tenant = try await Self.backend({ try await repository.tenant(tenantID) }) else { throw rejected }
             guard tenant.status == .active else {
                 throw LicenseError(.permissionDenied, .tenantSuspended, "the tenant is suspended")
             }
         }
         return user.principal
+    }
+
+    private static func backend<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as LicenseError {
+            throw error
+        } catch {
+            throw LicenseError.backendUnavailable("the repository")
+        }
     }
 }
