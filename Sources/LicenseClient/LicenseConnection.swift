@@ -83,7 +83,7 @@ public final class LicenseConnection: Sendable {
         let maxFrame = endpoint.maxFrameBytes
         do {
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(endpoint.connectTimeout.timeAmount)
+                .connectTimeout(TimeAmount(endpoint.connectTimeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -108,7 +108,7 @@ public final class LicenseConnection: Sendable {
         frame.timeoutMs = UInt32(clamping: limit.milliseconds)
         frame.call = call
         let promise = channel.eventLoop.makePromise(of: ServerFrame.self)
-        channel.writeAndFlush(RequestEnvelope(frame: frame, promise: promise, timeout: limit.timeAmount), promise: nil)
+        channel.writeAndFlush(RequestEnvelope(frame: frame, promise: promise, timeout: TimeAmount(limit)), promise: nil)
         return try await promise.futureResult.get()
     }
 
@@ -173,12 +173,5 @@ public final class LicenseConnection: Sendable {
     /// A verifier for lease tokens built from the server's published keys.
     public func tokenVerifier(issuer: String = "coditect-licensed") async throws -> LeaseTokenVerifier {
         LeaseTokenVerifier(keys: try JWKS.decode(try await signingKeysJSON()), issuer: issuer)
-    }
-}
-
-extension Duration {
-    var timeAmount: TimeAmount {
-        let (seconds, attoseconds) = components
-        return .nanoseconds(seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000)
     }
 }

@@ -2,6 +2,7 @@ import LicenseCore
 import LicenseWire
 import Logging
 import Metrics
+import NIOCore
 
 /// Turns decoded client frames into service calls and service results (or errors) into server
 /// frames. Errors become wire statuses here and nowhere else.
@@ -22,7 +23,7 @@ public struct Dispatcher: Sendable {
     public func hello(id: UInt64, _ hello: Coditect_License_V1_Hello) async -> (ServerFrame, Principal?) {
         let timer = Self.timers["hello"]!
         let start = ContinuousClock.now
-        defer { timer.recordNanoseconds((ContinuousClock.now - start).nanoseconds) }
+        defer { timer.recordNanoseconds(TimeAmount(ContinuousClock.now - start).nanoseconds) }
         do {
             guard hello.protocolVersion == WireProtocol.version else {
                 throw LicenseError(.failedPrecondition, .protocolVersion, "this server speaks protocol version \(WireProtocol.version); the client sent \(hello.protocolVersion)")
@@ -56,7 +57,7 @@ public struct Dispatcher: Sendable {
     public func handle(_ request: ClientFrame, as principal: Principal) async -> ServerFrame {
         let call = Self.name(of: request.call)
         let start = ContinuousClock.now
-        defer { Self.timers[call]?.recordNanoseconds((ContinuousClock.now - start).nanoseconds) }
+        defer { Self.timers[call]?.recordNanoseconds(TimeAmount(ContinuousClock.now - start).nanoseconds) }
         do {
             var frame = ServerFrame.ok(id: request.id)
             switch request.call {
@@ -194,13 +195,6 @@ extension ServerFrame {
 
 extension UInt64 {
     static func wire(_ timestamp: Timestamp) -> UInt64 { UInt64(Swift.max(0, timestamp.millisecondsSinceEpoch)) }
-}
-
-extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000
-    }
 }
 
 extension Coditect_License_V1_Tenant {

@@ -48,8 +48,8 @@ public final class LicenseServer: Service {
                     try sync.addHandler(TLSSniffer())
                     try sync.addHandler(NIOSSLServerHandler(context: sslContext))
                     try sync.addHandler(FrameReader(
-                        maxFrameBytes: config.maxFrameBytes, frameTimeout: config.frameTimeout.timeAmount,
-                        idleTimeout: config.idleTimeout.timeAmount
+                        maxFrameBytes: config.maxFrameBytes, frameTimeout: TimeAmount(config.frameTimeout),
+                        idleTimeout: TimeAmount(config.idleTimeout)
                     ))
                     return try NIOAsyncChannel<InboundEvent, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
@@ -128,7 +128,7 @@ public final class LicenseServer: Service {
                             answer.finish()
                         } else {
                             // In-flight calls get the drain timeout; then the connection closes regardless.
-                            channel.eventLoop.scheduleTask(in: drainTimeout.timeAmount) { channel.close(promise: nil) }
+                            channel.eventLoop.scheduleTask(in: TimeAmount(drainTimeout)) { channel.close(promise: nil) }
                         }
                     }
                 }

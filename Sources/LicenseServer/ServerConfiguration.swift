@@ -38,7 +38,3 @@ public struct ServerConfiguration: Sendable {
         return tls
     }
 }
-
-extension Duration {
-    var timeAmount: TimeAmount { .nanoseconds(nanoseconds) }
-}
