@@ -1,4 +1,5 @@
 import Crypto
+import Logging
 
 /// API keys: `lk_` followed by 32 random bytes in base64url. Only the SHA-256 hash is stored;
 /// the key's entropy makes a slow hash unnecessary.
@@ -26,32 +27,26 @@ public enum APIKey {
 /// Turns the credential of a `Hello` into a principal.
 public struct Authenticator: Sendable {
     private let repository: any LicenseRepository
+    private let logger: Logger
 
-    public init(repository: any LicenseRepository) { self.repository = repository }
+    public init(repository: any LicenseRepository, logger: Logger = Logger(label: "coditect.license.auth")) {
+        self.repository = repository
+        self.logger = logger
+    }
 
     /// Authenticates an API key. Every failure is the same `UNAUTHENTICATED` answer, so the
     /// response does not tell which part was wrong.
     public func authenticate(apiKey: String) async throws -> Principal {
         let rejected = LicenseError(.unauthenticated, .invalidCredential, "the credential was not accepted")
         guard APIKey.isWellFormed(apiKey) else { throw rejected }
-        let user = try await Self.backend { try await repository.user(apiKeyHash: APIKey.hash(apiKey)) }
+        let user = try await callingBackend("the repository", logger: logger) { try await repository.user(apiKeyHash: APIKey.hash(apiKey)) }
         guard let user, !user.disabled else { throw rejected }
         if let tenantID = user.tenantID {
-            guard let tenant = try await Self.backend({ try await repository.tenant(tenantID) }) else { throw rejected }
+            guard let tenant = try await callingBackend("the repository", logger: logger, { try await repository.tenant(tenantID) }) else { throw rejected }
             guard tenant.status == .active else {
                 throw LicenseError(.permissionDenied, .tenantSuspended, "the tenant is suspended")
             }
         }
         return user.principal
-    }
-
-    private static func backend<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as LicenseError {
-            throw error
-        } catch {
-            throw LicenseError.backendUnavailable("the repository")
-        }
     }
 }

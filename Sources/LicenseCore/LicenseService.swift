@@ -201,9 +201,10 @@ public struct LicenseService: Sendable {
 
     func end(_ session: LeaseSession, reason: SessionEndReason, by principal: Principal, action: String) async throws {
         _ = try await backend("the seat store") { try await seats.release(licenseID: session.licenseID, sessionID: session.id) }
-        let audit = AuditEvent(at: clock.now(), tenantID: session.tenantID, actor: principal.userID, action: action, target: session.id.rawValue)
+        let now = clock.now()
+        let audit = AuditEvent(at: now, tenantID: session.tenantID, actor: principal.userID, action: action, target: session.id.rawValue)
         _ = try await backend("the repository") {
-            try await repository.endSession(session.id, at: clock.now(), reason: reason, audit: audit)
+            try await repository.endSession(session.id, at: now, reason: reason, audit: audit)
         }
     }
 
@@ -276,17 +277,21 @@ public struct LicenseService: Sendable {
         }
     }
 
-    /// Runs a backend call, turning failures that are not domain errors into UNAVAILABLE with a
-    /// message that does not echo the backend's text.
     func backend<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as LicenseError {
-            throw error
-        } catch {
-            logger.debug("backend call failed", metadata: ["backend": "\(what)", "error": "\(type(of: error))"])
-            throw LicenseError.backendUnavailable(what)
-        }
+        try await callingBackend(what, logger: logger, body)
+    }
+}
+
+/// Runs a backend call, turning failures that are not domain errors into UNAVAILABLE with a
+/// message that does not echo the backend's text (which may hold connection strings).
+func callingBackend<T>(_ what: String, logger: Logger, _ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as LicenseError {
+        throw error
+    } catch {
+        logger.debug("backend call failed", metadata: ["backend": "\(what)", "error": "\(type(of: error))"])
+        throw LicenseError.backendUnavailable(what)
     }
 }
 
