@@ -93,6 +93,10 @@ struct LicenseBench: AsyncParsableCommand {
         }
     }
 
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
     static func row(_ cells: String...) -> String {
         cells.enumerated().map { $0.offset == 0 ? $0.element.padding(toLength: 10, withPad: " ", startingAt: 0) : String(repeating: " ", count: max(0, 12 - $0.element.count)) + $0.element }.joined()
     }
@@ -122,8 +126,7 @@ struct LicenseBench: AsyncParsableCommand {
                             } catch {
                                 local.errors["OTHER", default: 0] += 1
                             }
-                            let micros = Double((ContinuousClock.now - t0).components.attoseconds) / 1e12 + Double((ContinuousClock.now - t0).components.seconds) * 1e6
-                            local.latenciesMicros.append(micros)
+                            local.latenciesMicros.append(Self.seconds(ContinuousClock.now - t0) * 1e6)
                             local.calls += 1
                             n += 1
                         }
@@ -139,8 +142,7 @@ struct LicenseBench: AsyncParsableCommand {
                 for (k, v) in local.errors { total.errors[k, default: 0] += v }
                 all += results
             }
-            let elapsed = ContinuousClock.now - start
-            total.elapsed = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            total.elapsed = Self.seconds(ContinuousClock.now - start)
             return (total, all)
         }
     }
