@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
     ],
     targets: [
         // Domain: tenants, licenses, sessions, seat semantics. No NIO, no database driver.
@@ -69,11 +70,46 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // hiredis's RESP reply parser (Debian: libhiredis-dev).
+        .systemLibrary(
+            name: "CHiredis",
+            path: "Sources/CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        // Production seat store: Redis (or Redis Cluster) over SwiftNIO, Lua seat scripts.
+        .target(
+            name: "LicenseRedis",
+            dependencies: [
+                "LicenseCore", "CHiredis",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.copy("Scripts")],
+            swiftSettings: strict
+        ),
+        // Production repository: Postgres via postgres-nio, versioned migrations, row-level security.
+        .target(
+            name: "LicensePostgres",
+            dependencies: [
+                "LicenseCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // The daemon's server: listener, TLS, connection state machine, dispatcher.
         .target(
             name: "LicenseServer",
             dependencies: [
-                "LicenseCore", "LicenseWire", "LicenseTokens", "LicenseEmbedded",
+                "LicenseCore", "LicenseWire", "LicenseTokens", "LicenseEmbedded", "LicenseRedis", "LicensePostgres",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -130,7 +166,18 @@ let package = Package(
         ),
         .testTarget(
             name: "LicenseCoreTests",
-            dependencies: ["LicenseCore", "LicenseEmbedded", "LicenseTokens"],
+            dependencies: ["LicenseCore", "LicenseEmbedded", "LicenseTokens", "LicenseRedis", "LicensePostgres", "BackendTestSupport"],
+            swiftSettings: strict
+        ),
+        // Starts real Redis and Postgres servers on free loopback ports for the tests; stops them by pid.
+        .target(
+            name: "BackendTestSupport",
+            dependencies: [
+                "LicenseCore", "LicenseRedis", "LicensePostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/BackendTestSupport",
             swiftSettings: strict
         ),
         .testTarget(
@@ -146,6 +193,7 @@ let package = Package(
             name: "LicenseServerTests",
             dependencies: [
                 "LicenseServer", "LicenseClient", "LicenseWire", "LicenseCore", "LicenseTokens",
+                "LicenseRedis", "LicensePostgres", "BackendTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

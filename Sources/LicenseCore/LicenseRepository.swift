@@ -38,4 +38,13 @@ public protocol LicenseRepository: Sendable {
     func appendAudit(_ event: AuditEvent) async throws
     /// The newest audit events first, of one tenant or all.
     func auditEvents(tenant: TenantID?, limit: Int) async throws -> [AuditEvent]
+
+    /// A view of the repository that can see and change only `tenant`'s rows. Backends that can
+    /// enforce this in the database (Postgres, with row-level security) return such a view; the
+    /// default returns the repository itself and leaves isolation to the service.
+    func scoped(to tenant: TenantID) -> any LicenseRepository
+}
+
+extension LicenseRepository {
+    public func scoped(to tenant: TenantID) -> any LicenseRepository { self }
 }

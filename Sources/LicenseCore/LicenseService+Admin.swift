@@ -52,6 +52,7 @@ extension LicenseService {
 
     /// Every tenant for operators; the caller's own for tenant administrators.
     public func listTenants(by principal: Principal) async throws -> [Tenant] {
+        let repository = repository(for: principal)
         try requireAdministrator(principal)
         if principal.role == .platformOperator {
             return try await backend("the repository") { try await repository.tenants() }
@@ -64,6 +65,7 @@ extension LicenseService {
 
     /// Creates a license for a tenant (platform operators only).
     public func createLicense(_ command: CreateLicenseCommand, by principal: Principal) async throws -> License {
+        let repository = repository(for: principal)
         try requireOperator(principal)
         try Validation.id(command.tenantID, field: "tenant_id")
         try Validation.text(command.name, field: "name", max: Validation.maxNameLength)
@@ -105,6 +107,7 @@ extension LicenseService {
 
     /// The licenses of a tenant the principal belongs to; operators may ask for every tenant (`nil`).
     public func listLicenses(tenant: String?, by principal: Principal) async throws -> [License] {
+        let repository = repository(for: principal)
         let scope = try visibleTenant(tenant, to: principal)
         return try await backend("the repository") { try await repository.licenses(tenant: scope) }
     }
@@ -130,6 +133,7 @@ extension LicenseService {
     /// Creates a user with a first API key. Operators create users in any tenant (or operators,
     /// with no tenant); tenant administrators create users, services and admins in their own.
     public func createUser(tenant: String, name: String, role roleName: String, by principal: Principal) async throws -> CreatedUser {
+        let repository = repository(for: principal)
         try requireAdministrator(principal)
         try Validation.text(name, field: "name", max: Validation.maxNameLength)
         guard let role = Role(rawValue: roleName.isEmpty ? Role.tenantUser.rawValue : roleName) else {
@@ -158,6 +162,7 @@ extension LicenseService {
 
     /// The sessions of a license: all of them for its administrators, one's own for members.
     public func listSessions(license: String, includeEnded: Bool, by principal: Principal) async throws -> [LeaseSession] {
+        let repository = repository(for: principal)
         try Validation.id(license, field: "license_id")
         let found = try await visibleLicense(LicenseID(license), to: principal)
         let all = try await backend("the repository") { try await repository.sessions(license: found.id, includeEnded: includeEnded) }

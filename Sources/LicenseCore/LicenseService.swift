@@ -82,6 +82,7 @@ public struct LicenseService: Sendable {
     /// Takes a seat of a license for the principal on one machine, or returns the seat it
     /// already holds there (same idempotency key, or same user on the same hardware).
     public func acquire(_ command: AcquireCommand, by principal: Principal) async throws -> AcquireOutcome {
+        let repository = repository(for: principal)
         try Validation.id(command.licenseID, field: "license_id")
         try Validation.text(command.hardwareID, field: "hardware_id", max: Validation.maxHardwareIDLength)
         try Validation.text(command.idempotencyKey, field: "idempotency_key", max: Validation.maxIDLength, required: false)
@@ -140,6 +141,7 @@ public struct LicenseService: Sendable {
     /// Extends a session's lease. A lapsed lease is re-taken only if a seat is free; an ended
     /// session stays ended. `clientTokenExpiry` lets the server decide whether to send a fresh token.
     public func heartbeat(session sessionID: String, clientTokenExpiry: Timestamp?, by principal: Principal) async throws -> HeartbeatOutcome {
+        let repository = repository(for: principal)
         let session = try await ownedSession(sessionID, by: principal)
         try checkNotEnded(session)
         guard let license = try await backend("the repository", { try await repository.license(session.licenseID) }) else {
@@ -184,6 +186,7 @@ public struct LicenseService: Sendable {
     /// Ends another principal's session (administrators only). Returns the revoked session so the
     /// caller can notify its holder.
     public func revoke(session sessionID: String, by principal: Principal) async throws -> LeaseSession {
+        let repository = repository(for: principal)
         try requireAdministrator(principal)
         try Validation.id(sessionID, field: "session_id")
         guard let session = try await backend("the repository", { try await repository.session(SessionID(sessionID)) }),
@@ -200,6 +203,7 @@ public struct LicenseService: Sendable {
     // MARK: - Helpers shared with the admin calls
 
     func end(_ session: LeaseSession, reason: SessionEndReason, by principal: Principal, action: String) async throws {
+        let repository = repository(for: principal)
         _ = try await backend("the seat store") { try await seats.release(licenseID: session.licenseID, sessionID: session.id) }
         let now = clock.now()
         let audit = AuditEvent(at: now, tenantID: session.tenantID, actor: principal.userID, action: action, target: session.id.rawValue)
@@ -209,6 +213,7 @@ public struct LicenseService: Sendable {
     }
 
     func visibleLicense(_ id: LicenseID, to principal: Principal) async throws -> License {
+        let repository = repository(for: principal)
         guard let license = try await backend("the repository", { try await repository.license(id) }),
               principal.belongs(to: license.tenantID)
         else { throw LicenseError.licenseNotFound() }
@@ -216,6 +221,7 @@ public struct LicenseService: Sendable {
     }
 
     private func ownedSession(_ id: String, by principal: Principal) async throws -> LeaseSession {
+        let repository = repository(for: principal)
         try Validation.id(id, field: "session_id")
         guard let session = try await backend("the repository", { try await repository.session(SessionID(id)) }),
               session.userID == principal.userID || principal.administers(session.tenantID)
@@ -269,6 +275,12 @@ public struct LicenseService: Sendable {
             logger.error("lease token signing failed", metadata: ["error": "\(type(of: error))"])
             throw LicenseError(.internal, .internalError, "the lease token could not be signed")
         }
+    }
+
+    /// The repository as `principal` may see it: scoped to its tenant (enforced by the database
+    /// where the backend can), or everything for platform operators.
+    func repository(for principal: Principal) -> any LicenseRepository {
+        principal.tenantID.map { repository.scoped(to: $0) } ?? repository
     }
 
     func requireAdministrator(_ principal: Principal) throws {

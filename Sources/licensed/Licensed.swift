@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import LicenseCore
 import LicenseEmbedded
+import LicensePostgres
+import LicenseRedis
 import LicenseServer
 import LicenseTokens
 import Logging
@@ -15,13 +17,21 @@ struct Licensed: AsyncParsableCommand {
         discussion: """
         With no options, serves on 127.0.0.1:7443 from ./licensed-data (in-process seats, SQLite), \
         generating a CA (clients trust DATA/tls/ca.pem), a signing key and a bootstrap operator API key \
-        that is printed once.
+        that is printed once. In production give --redis-url (seats) and --postgres-url (everything \
+        durable); several replicas may share them.
 
         Settings come from, in order of precedence: flags, environment variables (LICENSED_LISTEN, \
         LICENSED_DATA_DIR, LICENSED_TLS_CERT, LICENSED_TLS_KEY, LICENSED_SIGNING_KEY, \
-        LICENSED_SIGNING_ALG, LICENSED_MAX_FRAME_BYTES, LICENSED_LOG_LEVEL, LICENSED_BOOTSTRAP_API_KEY), \
-        then a JSON config file (--config or LICENSED_CONFIG) with the same names in snake_case \
-        (listen, data_dir, tls_cert, tls_key, signing_key, signing_alg, max_frame_bytes, log_level).
+        LICENSED_SIGNING_ALG, LICENSED_MAX_FRAME_BYTES, LICENSED_LOG_LEVEL, LICENSED_REDIS_URL, \
+        LICENSED_POSTGRES_URL, LICENSED_MIGRATE, LICENSED_BOOTSTRAP_API_KEY), then a JSON config file \
+        (--config or LICENSED_CONFIG) with the same names in snake_case (listen, data_dir, tls_cert, \
+        tls_key, signing_key, signing_alg, max_frame_bytes, log_level, redis_url, postgres_url, migrate).
+
+        Examples:
+          licensed
+          licensed --redis-url redis://10.0.0.5:6379 --postgres-url postgres://licensed:pw@10.0.0.6/licenses --migrate
+          licensed migrate --postgres-url postgres://licensed:pw@10.0.0.6/licenses
+
         """,
         subcommands: [Serve.self, Migrate.self],
         defaultSubcommand: Serve.self
@@ -39,6 +49,9 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
     var logLevel: String?
 
+    @Option(name: .customLong("postgres-url"), help: "postgres://user:password@host:5432/database[?sslmode=require&pool=16&timeout_ms=5000]. Default: SQLite in the data folder.")
+    var postgresURL: String?
+
     /// Flags, then environment, then the config file, then the default.
     func resolve(_ flag: String?, env: String, file key: String, default fallback: String? = nil) throws -> String? {
         if let flag { return flag }
@@ -55,7 +68,8 @@ struct CommonOptions: ParsableArguments {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ValidationError("config file \(path) is not a JSON object")
         }
-        let known: Set = ["listen", "data_dir", "tls_cert", "tls_key", "signing_key", "signing_alg", "max_frame_bytes", "log_level"]
+        let known: Set = ["listen", "data_dir", "tls_cert", "tls_key", "signing_key", "signing_alg", "max_frame_bytes", "log_level",
+                          "redis_url", "postgres_url", "migrate"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw ValidationError("config file \(path): unknown setting '\(unknown)'")
         }
@@ -73,12 +87,15 @@ struct CommonOptions: ParsableArguments {
         return Logger(label: "licensed")
     }
 
-    func settings() throws -> EmbeddedEnvironment.Settings {
+    func settings() throws -> ServerEnvironment.Settings {
         let env = ProcessInfo.processInfo.environment
-        var settings = EmbeddedEnvironment.Settings(
+        var settings = ServerEnvironment.Settings(
             dataDirectory: try resolve(dataDir, env: "LICENSED_DATA_DIR", file: "data_dir", default: "licensed-data")!
         )
         settings.bootstrapAPIKey = env["LICENSED_BOOTSTRAP_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        if let url = try resolve(postgresURL, env: "LICENSED_POSTGRES_URL", file: "postgres_url") {
+            do { settings.postgres = try PostgresSettings(url: url) } catch let error as LicenseError { throw ValidationError(error.message) }
+        }
         return settings
     }
 }
@@ -106,6 +123,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-frame-bytes"), help: "Largest accepted frame (default 65536).")
     var maxFrameBytes: Int?
 
+    @Option(name: .customLong("redis-url"), help: "redis://[:password@]host:6379[/db][?cluster=true&prefix=coditect:&timeout_ms=500]. Default: in-process seats.")
+    var redisURL: String?
+
+    @Flag(help: "Apply Postgres migrations at start (otherwise an out-of-date schema stops the start).")
+    var migrate = false
+
     func run() async throws {
         let logger = try common.makeLogger()
         var settings = try common.settings()
@@ -119,22 +142,32 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--signing-alg must be EdDSA, RS256 or PS256")
         }
         settings.signingAlgorithm = algorithm
+        if let url = try common.resolve(redisURL, env: "LICENSED_REDIS_URL", file: "redis_url") {
+            do { settings.redis = try RedisConfiguration(url: url) } catch let error as RedisClientError { throw ValidationError(error.message) }
+        }
+        let migrateFlag = try common.resolve(migrate ? "true" : nil, env: "LICENSED_MIGRATE", file: "migrate", default: "false")!
+        settings.migrateOnStart = ["1", "true", "yes"].contains(migrateFlag.lowercased())
         let frameLimit = try common.resolve(maxFrameBytes.map(String.init), env: "LICENSED_MAX_FRAME_BYTES", file: "max_frame_bytes", default: "65536")!
         guard let maxFrame = Int(frameLimit), (256...16 * 1024 * 1024).contains(maxFrame) else {
             throw ValidationError("max frame bytes must be a number from 256 to 16777216")
         }
 
-        let environment: EmbeddedEnvironment
+        let settingsCopy = settings
         do {
-            environment = try await EmbeddedEnvironment.prepare(settings, logger: logger)
+            try await ServerEnvironment.with(settingsCopy, logger: logger) { environment in
+                try await Self.serve(environment, settings: settingsCopy, maxFrame: maxFrame, logger: logger)
+            }
         } catch let error as LicenseError {
             throw ValidationError(error.message)
         }
+    }
+
+    private static func serve(_ environment: ServerEnvironment, settings: ServerEnvironment.Settings, maxFrame: Int, logger: Logger) async throws {
         if let key = environment.newBootstrapKey {
             print("""
             Bootstrap operator API key (shown once; store it now):
               \(key)
-            Use it with: licensectl --server \(settings.listenHost):\(settings.listenPort) --ca \(environment.caCertificatePath ?? "<your CA>") --api-key <key> status
+            Use it with: licensectl status --server \(settings.listenHost):\(settings.listenPort) --ca \(environment.caCertificatePath ?? "<your CA>") --api-key <key>
             """)
         }
         var configuration = ServerConfiguration(tls: environment.tls)
@@ -155,7 +188,6 @@ struct Serve: AsyncParsableCommand {
             logger: logger
         ))
         try await group.run()
-        try await environment.repository.close()
     }
 
     static func parseListen(_ text: String) throws -> (String, Int) {
@@ -177,6 +209,20 @@ struct Migrate: AsyncParsableCommand {
     func run() async throws {
         let logger = try common.makeLogger()
         let settings = try common.settings()
+        if let postgresSettings = settings.postgres {
+            let repository = PostgresLicenseRepository(settings: postgresSettings, logger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await repository.run() }
+                defer { group.cancelAll() }
+                do {
+                    try await repository.migrate()
+                    print("Postgres schema at version \(try await repository.schemaVersion())")
+                } catch let error as LicenseError {
+                    throw ValidationError("migration failed: \(error.message)")
+                }
+            }
+            return
+        }
         try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let repository = try await SQLiteLicenseRepository.open(path: settings.dataDirectory + "/licensed.sqlite", logger: logger)
         try await repository.migrate()

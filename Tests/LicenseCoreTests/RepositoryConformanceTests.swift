@@ -1,6 +1,8 @@
 import Foundation
 import LicenseCore
+import BackendTestSupport
 import LicenseEmbedded
+import LicensePostgres
 import Testing
 
 /// The behaviour every `LicenseRepository` must have, run against each implementation.
@@ -8,33 +10,38 @@ import Testing
 struct RepositoryConformanceTests {
     struct Backend: CustomStringConvertible, Sendable {
         var description: String
-        /// Creates an empty, migrated repository and a cleanup action.
-        var make: @Sendable () async throws -> (any LicenseRepository, @Sendable () async throws -> Void)
+        /// Runs `body` with an empty, migrated repository, then cleans up.
+        var run: @Sendable (@Sendable (any LicenseRepository) async throws -> Void) async throws -> Void
     }
 
     static let backends: [Backend] = [
-        Backend(description: "in-memory") { (InMemoryLicenseRepository(), {}) },
-        Backend(description: "sqlite") {
-            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("repo-\(UUID().uuidString)").path
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        Backend(description: "in-memory") { body in try await body(InMemoryLicenseRepository()) },
+        Backend(description: "sqlite") { body in
+            let dir = try makeTemporaryDirectory("repo")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
             let repository = try await SQLiteLicenseRepository.open(path: dir + "/test.sqlite")
-            try await repository.migrate()
-            return (repository, {
-                try await repository.close()
-                try FileManager.default.removeItem(atPath: dir)
-            })
+            do {
+                try await repository.migrate()
+                try await body(repository)
+            } catch {
+                try? await repository.close()
+                throw error
+            }
+            try await repository.close()
+        },
+        Backend(description: "postgres") { body in
+            let settings = try await PostgresTestServer.shared().createDatabase()
+            try await PostgresTestServer.withRepository(settings) { repository in
+                try await repository.migrate()
+                try await body(repository)
+            }
         },
     ]
 
     let t0 = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)
 
-    func withRepository(_ backend: Backend, _ body: (any LicenseRepository) async throws -> Void) async throws {
-        let (repository, cleanup) = try await backend.make()
-        do { try await body(repository) } catch {
-            try await cleanup()
-            throw error
-        }
-        try await cleanup()
+    func withRepository(_ backend: Backend, _ body: @Sendable (any LicenseRepository) async throws -> Void) async throws {
+        try await backend.run(body)
     }
 
     func audit(_ action: String, _ target: String, tenant: TenantID? = "acme") -> AuditEvent {
@@ -139,8 +146,9 @@ struct RepositoryConformanceTests {
         }
     }
 
-    @Test func concurrentWritesShareCommitsAndAllLand() async throws {
-        let (repository, cleanup) = try await Self.backends[1].make()
+    @Test(arguments: backends)
+    func concurrentWritesShareCommitsAndAllLand(_ backend: Backend) async throws {
+        try await withRepository(backend) { repository in
         try await seed(repository)
         try await repository.insertSession(session("c0"), audit: audit("session.acquire", "c0"))
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -157,6 +165,6 @@ struct RepositoryConformanceTests {
         }
         #expect(try await repository.sessions(license: "acme-pro", includeEnded: false).count == 100)
         #expect(try await repository.auditEvents(tenant: "acme", limit: 1000).count == 103)
-        try await cleanup()
+        }
     }
 }

@@ -1,4 +1,6 @@
+import BackendTestSupport
 import LicenseCore
+import LicenseRedis
 import LicenseEmbedded
 import Testing
 
@@ -12,6 +14,12 @@ struct SeatStoreConformanceTests {
 
     static let backends: [Backend] = [
         Backend(description: "in-process") { InProcessSeatStore(clock: $0) },
+        // The same Lua script production runs, with the test's clock passed in instead of Redis's TIME.
+        Backend(description: "redis") { clock in
+            var configuration = try await SharedRedis.server().configuration
+            configuration.keyPrefix = "t\(UInt64.random(in: 0...UInt64.max)):"
+            return RedisSeatStore(client: RedisClient(configuration: configuration), seedSource: EmptySeatSeedSource(), clock: clock)
+        },
     ]
 
     let license = LicenseID("lic-1")

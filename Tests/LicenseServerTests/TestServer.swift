@@ -1,6 +1,8 @@
 import Foundation
 import LicenseClient
 import LicenseCore
+import LicensePostgres
+import LicenseRedis
 import LicenseServer
 import LicenseWire
 import Logging
@@ -28,46 +30,54 @@ struct TestServer: Sendable {
 
     static func run(
         clock: ManualWallClock = ManualWallClock(start: SystemWallClock().now()),
+        redis: RedisConfiguration? = nil,
+        postgres: PostgresSettings? = nil,
         configure: @Sendable (inout ServerConfiguration) -> Void = { _ in },
         _ body: @Sendable (TestServer) async throws -> Void
     ) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("licensed-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        var settings = EmbeddedEnvironment.Settings(dataDirectory: dir)
+        var settings = ServerEnvironment.Settings(dataDirectory: dir)
         settings.bootstrapAPIKey = bootstrapKey
-        var logger = Logger(label: "test")
-        logger.logLevel = .warning
-        let environment = try await EmbeddedEnvironment.prepare(settings, clock: clock, logger: logger)
-        var configuration = ServerConfiguration(tls: environment.tls)
-        configuration.port = 0
-        configure(&configuration)
-        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        let server = LicenseServer(
-            configuration: configuration,
-            dispatcher: Dispatcher(service: environment.service, maxFrameBytes: configuration.maxFrameBytes, logger: logger),
-            logger: logger
-        ) { address in
-            portContinuation.yield(address.port ?? 0)
-            portContinuation.finish()
-        }
-        let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
-        let ca = environment.caCertificatePath!
-        let service = environment.service
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            var iterator = ports.makeAsyncIterator()
-            let port = try #require(await iterator.next())
-            let harness = TestServer(port: port, caFile: ca, clock: clock, service: service, group: group)
-            do {
-                try await body(harness)
-            } catch {
-                await group.triggerGracefulShutdown()
-                throw error
+        settings.redis = redis
+        settings.postgres = postgres
+        settings.migrateOnStart = true
+        let logger = {
+            var logger = Logger(label: "test")
+            logger.logLevel = .warning
+            return logger
+        }()
+        try await ServerEnvironment.with(settings, clock: clock, logger: logger) { environment in
+            var configuration = ServerConfiguration(tls: environment.tls)
+            configuration.port = 0
+            configure(&configuration)
+            let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+            let server = LicenseServer(
+                configuration: configuration,
+                dispatcher: Dispatcher(service: environment.service, maxFrameBytes: configuration.maxFrameBytes, logger: logger),
+                logger: logger
+            ) { address in
+                portContinuation.yield(address.port ?? 0)
+                portContinuation.finish()
             }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
+            let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
+            let ca = environment.caCertificatePath!
+            let service = environment.service
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                var iterator = ports.makeAsyncIterator()
+                let port = try #require(await iterator.next())
+                let harness = TestServer(port: port, caFile: ca, clock: clock, service: service, group: group)
+                do {
+                    try await body(harness)
+                } catch {
+                    await group.triggerGracefulShutdown()
+                    throw error
+                }
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
         }
-        try await environment.repository.close()
     }
 
     /// A connection authenticated with `apiKey` (default: the bootstrap operator).

@@ -1,14 +1,19 @@
 import Foundation
 import LicenseCore
 import LicenseEmbedded
+import LicensePostgres
+import LicenseRedis
 import LicenseTokens
 import Logging
 import NIOSSL
 
-/// Everything `licensed` needs, assembled from settings: on the embedded default, a data
-/// folder with generated TLS material, a signing key, a SQLite repository and an in-process
-/// seat store rebuilt from the repository's live sessions.
-public struct EmbeddedEnvironment: Sendable {
+/// Everything `licensed` needs, assembled from settings.
+///
+/// On the embedded default: a data folder with generated TLS material, a signing key, a SQLite
+/// repository and an in-process seat store rebuilt from the repository's live sessions. With a
+/// Postgres URL the repository is Postgres; with a Redis URL the seats live in Redis and each
+/// license is rebuilt from the repository's live sessions whenever Redis has lost it.
+public struct ServerEnvironment: Sendable {
     /// Settings for assembling the daemon.
     public struct Settings: Sendable {
         public var dataDirectory: String
@@ -23,20 +28,69 @@ public struct EmbeddedEnvironment: Sendable {
         public var issuer: String = "coditect-licensed"
         /// Used as the bootstrap operator's API key on first start instead of a generated one.
         public var bootstrapAPIKey: String?
+        /// Production seat store; nil for the in-process store.
+        public var redis: RedisConfiguration?
+        /// Production repository; nil for SQLite in the data folder.
+        public var postgres: PostgresSettings?
+        /// Apply Postgres migrations at start (otherwise an out-of-date schema stops the start).
+        public var migrateOnStart = false
 
         public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
     }
 
     public let service: LicenseService
-    public let repository: SQLiteLicenseRepository
+    public let repository: any LicenseRepository
     public let tls: TLSConfiguration
     /// The CA clients should trust, when the TLS material was generated.
     public let caCertificatePath: String?
     /// The bootstrap API key, only on the start that created it (print it once).
     public let newBootstrapKey: String?
 
-    /// Prepares the data folder and opens the backends.
-    public static func prepare(_ settings: Settings, clock: any WallClock = SystemWallClock(), logger: Logger) async throws -> EmbeddedEnvironment {
+    /// Opens the backends, prepares the data folder, runs `body` with the environment, and
+    /// closes the backends when `body` returns or throws.
+    public static func with<T: Sendable>(
+        _ settings: Settings, clock: any WallClock = SystemWallClock(), logger: Logger,
+        _ body: @Sendable (ServerEnvironment) async throws -> T
+    ) async throws -> T {
+        try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let redis = settings.redis.map { RedisClient(configuration: $0, logger: logger) }
+        defer { redis?.close() }
+        guard let postgresSettings = settings.postgres else {
+            let sqlite = try await SQLiteLicenseRepository.open(path: settings.dataDirectory + "/licensed.sqlite", logger: logger)
+            do {
+                try await sqlite.migrate()
+                let result = try await body(try await prepare(settings, repository: sqlite, redis: redis, clock: clock, logger: logger))
+                try await sqlite.close()
+                return result
+            } catch {
+                try? await sqlite.close()
+                throw error
+            }
+        }
+        let postgres = PostgresLicenseRepository(settings: postgresSettings, logger: logger)
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            // The pool and the license-change subscription run while the body runs.
+            group.addTask {
+                try await postgres.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            if settings.migrateOnStart { try await postgres.migrate() }
+            let version = try await postgres.schemaVersion()
+            guard version == PostgresLicenseRepository.requiredSchemaVersion else {
+                throw LicenseError(.failedPrecondition, .invalidRequest,
+                                   "the Postgres schema is at version \(version) but this build needs \(PostgresLicenseRepository.requiredSchemaVersion): run `licensed migrate` (or start with --migrate)")
+            }
+            if try await postgres.roleBypassesRowLevelSecurity() {
+                logger.warning("the Postgres role is a superuser or has BYPASSRLS: row-level security does not apply; connect as an ordinary role")
+            }
+            return try await body(try await prepare(settings, repository: postgres, redis: redis, clock: clock, logger: logger))
+        }
+    }
+
+    private static func prepare(
+        _ settings: Settings, repository: any LicenseRepository, redis: RedisClient?, clock: any WallClock, logger: Logger
+    ) async throws -> ServerEnvironment {
         let fm = FileManager.default
         let data = settings.dataDirectory
         try fm.createDirectory(atPath: data, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -73,14 +127,19 @@ public struct EmbeddedEnvironment: Sendable {
         }
         let keyRing = KeyRing(issuer: settings.issuer, current: signingKey)
 
-        // Repository and seats
-        let repository = try await SQLiteLicenseRepository.open(path: data + "/licensed.sqlite", logger: logger)
-        try await repository.migrate()
-        let seats = InProcessSeatStore(clock: clock)
-        for license in try await repository.licenses(tenant: nil) {
-            for session in try await repository.sessions(license: license.id, includeEnded: false) {
-                await seats.restore(session, seatLimit: license.seats)
+        // Seats
+        let seats: any SeatStore
+        if let redis {
+            // Each license is rebuilt from the repository the first time Redis lacks it.
+            seats = RedisSeatStore(client: redis, seedSource: RepositorySeatSeedSource(repository: repository), logger: logger)
+        } else {
+            let store = InProcessSeatStore(clock: clock)
+            for license in try await repository.licenses(tenant: nil) {
+                for session in try await repository.sessions(license: license.id, includeEnded: false) {
+                    await store.restore(session, seatLimit: license.seats)
+                }
             }
+            seats = store
         }
         let service = LicenseService(
             repository: repository, seats: seats, signer: keyRing, clock: clock,
@@ -102,6 +161,6 @@ public struct EmbeddedEnvironment: Sendable {
             )
             newKey = apiKey
         }
-        return EmbeddedEnvironment(service: service, repository: repository, tls: tls, caCertificatePath: caPath, newBootstrapKey: newKey)
+        return ServerEnvironment(service: service, repository: repository, tls: tls, caCertificatePath: caPath, newBootstrapKey: newKey)
     }
 }

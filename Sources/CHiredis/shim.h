@@ -1,0 +1,2 @@
+#include <hiredis/read.h>
+#include <hiredis/hiredis.h>

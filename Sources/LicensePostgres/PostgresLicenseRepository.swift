@@ -1,0 +1,456 @@
+import Foundation
+import LicenseCore
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// The production repository: Postgres through postgres-nio's connection pool.
+///
+/// - Writes go through a group committer: concurrent calls share one transaction and one WAL
+///   flush, and none is answered before its rows are committed.
+/// - Tenant isolation is enforced by the service and again by row-level security: every
+///   statement runs with `coditect.tenant` set to the caller's tenant (`scoped(to:)`), or to
+///   `*` for the daemon's own work (authentication, seat rebuild, operators).
+/// - Licenses are cached and the cache is invalidated across replicas by LISTEN/NOTIFY.
+/// - Every call is bounded by the operation timeout and fails as UNAVAILABLE after it.
+///
+/// Run it as a `Service` (it runs the connection pool and the LISTEN subscription).
+public final class PostgresLicenseRepository: LicenseRepository, Service {
+    private final class Core: Sendable {
+        let client: PostgresClient
+        let committer: PostgresGroupCommitter
+        let cache = LicenseCache()
+        let settings: PostgresSettings
+        let logger: Logger
+
+        init(settings: PostgresSettings, logger: Logger) {
+            self.settings = settings
+            self.logger = logger
+            self.client = PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: logger)
+            self.committer = PostgresGroupCommitter(client: client, timeout: settings.operationTimeout, logger: logger)
+        }
+    }
+
+    private let core: Core
+    /// `*` (every tenant) or one tenant's id.
+    private let scope: String
+
+    /// Creates the repository. Nothing connects until `run()` is running.
+    public convenience init(settings: PostgresSettings, logger: Logger = Logger(label: "coditect.license.postgres")) {
+        self.init(core: Core(settings: settings, logger: logger), scope: "*")
+    }
+
+    private init(core: Core, scope: String) {
+        self.core = core
+        self.scope = scope
+    }
+
+    /// A view that can see and change only `tenant`'s rows: the database refuses the rest.
+    public func scoped(to tenant: TenantID) -> any LicenseRepository {
+        PostgresLicenseRepository(core: core, scope: tenant.rawValue)
+    }
+
+    /// Whether the license cache is in use (the LISTEN subscription is up).
+    public var licenseCacheIsLive: Bool { core.cache.isTrusted }
+
+    // MARK: Service
+
+    /// Runs the connection pool and the license-change subscription until cancelled or until
+    /// graceful shutdown.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { [core] in
+            await withDiscardingTaskGroup { group in
+                group.addTask { await core.client.run() }
+                group.addTask { await Self.followLicenseChanges(core) }
+            }
+        }
+    }
+
+    private static func followLicenseChanges(_ core: Core) async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                try await core.client.withConnection { connection in
+                    try await connection.listen(on: PostgresMigrations.licenseChannel) { notifications in
+                        core.cache.setTrusted(true)
+                        failures = 0
+                        for try await notification in notifications {
+                            core.cache.invalidate(LicenseID(notification.payload))
+                        }
+                    }
+                }
+            } catch {
+                core.logger.debug("license-change subscription failed", metadata: ["error": "\(type(of: error))"])
+            }
+            core.cache.setTrusted(false)
+            guard !Task.isCancelled else { return }
+            failures += 1
+            try? await Task.sleep(for: .milliseconds(min(5_000, 100 << min(failures, 6))))
+        }
+    }
+
+    // MARK: Migrations
+
+    /// The highest schema version applied (0 for an empty database).
+    public func schemaVersion() async throws -> Int {
+        try await read { connection in
+            let exists = try await connection.query("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: self.core.logger)
+                .collect().first?.decode(Bool.self) ?? false
+            guard exists else { return 0 }
+            let rows = try await connection.query("SELECT COALESCE(MAX(version), 0)::bigint FROM schema_migrations", logger: self.core.logger).collect()
+            return Int(try rows.first?.decode(Int64.self) ?? 0)
+        }
+    }
+
+    /// The schema version this build needs.
+    public static var requiredSchemaVersion: Int { PostgresMigrations.all.last?.version ?? 0 }
+
+    public func migrate() async throws {
+        let logger = core.logger
+        try await mapErrors {
+            try await withDeadline(.seconds(120)) { [core] in
+                try await core.client.withConnection { connection in
+                    for migration in PostgresMigrations.all {
+                        try await connection.execute("BEGIN", logger: logger)
+                        do {
+                            try await connection.execute("SELECT pg_advisory_xact_lock(\(PostgresMigrations.lockKey))", logger: logger)
+                            try await connection.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at_ms bigint NOT NULL)", logger: logger)
+                            let applied = try await connection.query("SELECT 1 FROM schema_migrations WHERE version = \(migration.version)", logger: logger).collect()
+                            if applied.isEmpty {
+                                for statement in migration.statements {
+                                    try await connection.execute(PostgresQuery(unsafeSQL: statement), logger: logger)
+                                }
+                                let now = SystemWallClock().now().millisecondsSinceEpoch
+                                try await connection.execute("INSERT INTO schema_migrations (version, applied_at_ms) VALUES (\(migration.version), \(now))", logger: logger)
+                                logger.info("applied migration", metadata: ["version": "\(migration.version)"])
+                            }
+                            try await connection.execute("COMMIT", logger: logger)
+                        } catch {
+                            try? await connection.execute("ROLLBACK", logger: logger)
+                            throw error
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the connected role bypasses row-level security (a superuser or BYPASSRLS role),
+    /// which would leave tenant isolation to the service alone.
+    public func roleBypassesRowLevelSecurity() async throws -> Bool {
+        try await read { connection in
+            try await connection.query("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user", logger: self.core.logger)
+                .collect().first?.decode(Bool.self) ?? false
+        }
+    }
+
+    // MARK: Tenants
+
+    public func createTenant(_ tenant: Tenant, audit: AuditEvent) async throws {
+        try await write { connection, logger in
+            try await connection.execute("""
+                INSERT INTO tenants (id, name, status, created_at_ms)
+                VALUES (\(tenant.id.rawValue), \(tenant.name), \(tenant.status.rawValue), \(tenant.createdAt.millisecondsSinceEpoch))
+                """, logger: logger)
+            try await Self.insertAudit(audit, connection, logger)
+        }
+    }
+
+    public func tenant(_ id: TenantID) async throws -> Tenant? {
+        try await read { connection in
+            try await connection.query("SELECT \(unescaped: Self.tenantColumns) FROM tenants WHERE id = \(id.rawValue)", logger: self.core.logger)
+                .collect().first.map(Self.tenant)
+        }
+    }
+
+    public func tenants() async throws -> [Tenant] {
+        try await read { connection in
+            try await connection.query("SELECT \(unescaped: Self.tenantColumns) FROM tenants ORDER BY id", logger: self.core.logger)
+                .collect().map(Self.tenant)
+        }
+    }
+
+    // MARK: Licenses
+
+    public func createLicense(_ license: License, audit: AuditEvent) async throws {
+        try await write { connection, logger in
+            try await Self.requireTenant(license.tenantID, connection, logger)
+            try await connection.execute("""
+                INSERT INTO licenses (id, tenant_id, name, seats, lease_ttl_ms, heartbeat_interval_ms, offline_grace_ms,
+                  valid_from_ms, valid_until_ms, features, status, created_at_ms)
+                VALUES (\(license.id.rawValue), \(license.tenantID.rawValue), \(license.name), \(Int64(license.seats)),
+                  \(license.policy.leaseTTL.milliseconds), \(license.policy.heartbeatInterval.milliseconds),
+                  \(license.policy.offlineGrace.milliseconds), \(license.validFrom?.millisecondsSinceEpoch),
+                  \(license.validUntil?.millisecondsSinceEpoch), \(license.features), \(license.status.rawValue),
+                  \(license.createdAt.millisecondsSinceEpoch))
+                """, logger: logger)
+            try await Self.insertAudit(audit, connection, logger)
+        }
+    }
+
+    public func license(_ id: LicenseID) async throws -> License? {
+        let (cached, generation) = core.cache.lookup(id)
+        if let cached { return visible(cached.tenantID.rawValue) ? cached : nil }
+        let license = try await read { connection in
+            try await connection.query("SELECT \(unescaped: Self.licenseColumns) FROM licenses WHERE id = \(id.rawValue)", logger: self.core.logger)
+                .collect().first.map(Self.license)
+        }
+        if let license { core.cache.store(license, readAt: generation) }
+        return license
+    }
+
+    public func licenses(tenant: TenantID?) async throws -> [License] {
+        try await read { connection in
+            let rows = if let tenant {
+                try await connection.query("SELECT \(unescaped: Self.licenseColumns) FROM licenses WHERE tenant_id = \(tenant.rawValue) ORDER BY id", logger: self.core.logger).collect()
+            } else {
+                try await connection.query("SELECT \(unescaped: Self.licenseColumns) FROM licenses ORDER BY id", logger: self.core.logger).collect()
+            }
+            return try rows.map(Self.license)
+        }
+    }
+
+    // MARK: Users and API keys
+
+    public func createUser(_ user: User, apiKey: APIKeyRecord?, audit: AuditEvent?) async throws {
+        try await write { connection, logger in
+            if let tenant = user.tenantID { try await Self.requireTenant(tenant, connection, logger) }
+            try await connection.execute("""
+                INSERT INTO users (id, tenant_id, name, role, disabled, created_at_ms)
+                VALUES (\(user.id.rawValue), \(user.tenantID?.rawValue), \(user.name), \(user.role.rawValue), \(user.disabled),
+                  \(user.createdAt.millisecondsSinceEpoch))
+                """, logger: logger)
+            if let apiKey {
+                try await connection.execute("""
+                    INSERT INTO api_keys (hash, user_id, tenant_id, created_at_ms)
+                    VALUES (\(apiKey.hash), \(apiKey.userID.rawValue), \(user.tenantID?.rawValue), \(apiKey.createdAt.millisecondsSinceEpoch))
+                    """, logger: logger)
+            }
+            if let audit { try await Self.insertAudit(audit, connection, logger) }
+        }
+    }
+
+    public func user(_ id: UserID) async throws -> User? {
+        try await read { connection in
+            try await connection.query("SELECT \(unescaped: Self.userColumns) FROM users WHERE id = \(id.rawValue)", logger: self.core.logger)
+                .collect().first.map(Self.user)
+        }
+    }
+
+    public func user(apiKeyHash: String) async throws -> User? {
+        try await read { connection in
+            try await connection.query("""
+                SELECT \(unescaped: Self.userColumns) FROM api_keys JOIN users ON users.id = api_keys.user_id
+                WHERE api_keys.hash = \(apiKeyHash) AND api_keys.revoked_at_ms IS NULL
+                """, logger: self.core.logger).collect().first.map(Self.user)
+        }
+    }
+
+    public func userCount(role: Role) async throws -> Int {
+        try await read { connection in
+            Int(try await connection.query("SELECT COUNT(*)::bigint FROM users WHERE role = \(role.rawValue)", logger: self.core.logger)
+                .collect().first?.decode(Int64.self) ?? 0)
+        }
+    }
+
+    // MARK: Sessions
+
+    public func insertSession(_ session: LeaseSession, audit: AuditEvent) async throws {
+        let info = String(decoding: try JSONEncoder().encode(session.clientInfo), as: UTF8.self)
+        try await write { connection, logger in
+            try await connection.execute("""
+                INSERT INTO sessions (id, tenant_id, license_id, user_id, hardware_id, idempotency_key, client_info,
+                  created_at_ms, lease_expires_at_ms, ended_at_ms, end_reason)
+                VALUES (\(session.id.rawValue), \(session.tenantID.rawValue), \(session.licenseID.rawValue),
+                  \(session.userID.rawValue), \(session.hardwareID), \(session.idempotencyKey), \(info)::jsonb,
+                  \(session.createdAt.millisecondsSinceEpoch), \(session.leaseExpiresAt.millisecondsSinceEpoch),
+                  \(session.endedAt?.millisecondsSinceEpoch), \(session.endReason?.rawValue))
+                """, logger: logger)
+            try await Self.insertAudit(audit, connection, logger)
+        }
+    }
+
+    public func updateLease(session: SessionID, expiresAt: Timestamp) async throws {
+        try await write { connection, logger in
+            try await connection.execute("""
+                UPDATE sessions SET lease_expires_at_ms = \(expiresAt.millisecondsSinceEpoch)
+                WHERE id = \(session.rawValue) AND ended_at_ms IS NULL
+                """, logger: logger)
+        }
+    }
+
+    public func endSession(_ id: SessionID, at: Timestamp, reason: SessionEndReason, audit: AuditEvent) async throws -> Bool {
+        try await write { connection, logger in
+            let changed = try await connection.query("""
+                UPDATE sessions SET ended_at_ms = \(at.millisecondsSinceEpoch), end_reason = \(reason.rawValue)
+                WHERE id = \(id.rawValue) AND ended_at_ms IS NULL RETURNING id
+                """, logger: logger).collect()
+            guard !changed.isEmpty else { return false }
+            try await Self.insertAudit(audit, connection, logger)
+            return true
+        }
+    }
+
+    public func session(_ id: SessionID) async throws -> LeaseSession? {
+        try await read { connection in
+            try await connection.query("SELECT \(unescaped: Self.sessionColumns) FROM sessions WHERE id = \(id.rawValue)", logger: self.core.logger)
+                .collect().first.map(Self.session)
+        }
+    }
+
+    public func sessions(license: LicenseID, includeEnded: Bool) async throws -> [LeaseSession] {
+        try await read { connection in
+            let rows = if includeEnded {
+                try await connection.query("""
+                    SELECT \(unescaped: Self.sessionColumns) FROM sessions WHERE license_id = \(license.rawValue)
+                    ORDER BY created_at_ms DESC, id DESC
+                    """, logger: self.core.logger).collect()
+            } else {
+                try await connection.query("""
+                    SELECT \(unescaped: Self.sessionColumns) FROM sessions WHERE license_id = \(license.rawValue) AND ended_at_ms IS NULL
+                    ORDER BY created_at_ms DESC, id DESC
+                    """, logger: self.core.logger).collect()
+            }
+            return try rows.map(Self.session)
+        }
+    }
+
+    // MARK: Audit
+
+    public func appendAudit(_ event: AuditEvent) async throws {
+        try await write { connection, logger in try await Self.insertAudit(event, connection, logger) }
+    }
+
+    public func auditEvents(tenant: TenantID?, limit: Int) async throws -> [AuditEvent] {
+        try await read { connection in
+            let rows = if let tenant {
+                try await connection.query("""
+                    SELECT \(unescaped: Self.auditColumns) FROM audit_log WHERE tenant_id = \(tenant.rawValue)
+                    ORDER BY seq DESC LIMIT \(Int64(limit))
+                    """, logger: self.core.logger).collect()
+            } else {
+                try await connection.query("SELECT \(unescaped: Self.auditColumns) FROM audit_log ORDER BY seq DESC LIMIT \(Int64(limit))", logger: self.core.logger).collect()
+            }
+            return try rows.map(Self.audit)
+        }
+    }
+
+    private static func insertAudit(_ event: AuditEvent, _ connection: PostgresConnection, _ logger: Logger) async throws {
+        try await connection.execute("""
+            INSERT INTO audit_log (id, at_ms, tenant_id, actor, action, target, outcome)
+            VALUES (\(event.id), \(event.at.millisecondsSinceEpoch), \(event.tenantID?.rawValue), \(event.actor?.rawValue),
+              \(event.action), \(event.target), \(event.outcome))
+            """, logger: logger)
+    }
+
+    private static func requireTenant(_ tenant: TenantID, _ connection: PostgresConnection, _ logger: Logger) async throws {
+        // Under row-level security another tenant's row is invisible, so it is "not found" too.
+        guard try await !connection.query("SELECT 1 FROM tenants WHERE id = \(tenant.rawValue)", logger: logger).collect().isEmpty else {
+            throw LicenseError(.notFound, .tenantUnknown, "tenant not found")
+        }
+    }
+
+    // MARK: Plumbing
+
+    private func visible(_ tenant: String) -> Bool { scope == "*" || scope == tenant }
+
+    private func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let scope = self.scope
+        let core = self.core
+        return try await mapErrors {
+            try await withDeadline(core.settings.operationTimeout) {
+                try await core.client.withConnection { connection in
+                    try await connection.execute("SELECT set_config('coditect.tenant', \(scope), false)", logger: core.logger)
+                    return try await body(connection)
+                }
+            }
+        }
+    }
+
+    private func write<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
+        let scope = self.scope
+        let logger = core.logger
+        return try await mapErrors {
+            try await core.committer.perform { connection in
+                try await connection.execute("SELECT set_config('coditect.tenant', \(scope), true)", logger: logger)
+                return try await body(connection, logger)
+            }
+        }
+    }
+
+    private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as LicenseError {
+            throw error
+        } catch let error as PSQLError {
+            switch error.serverInfo?[.sqlState] {
+            case "23505":
+                throw LicenseError(.alreadyExists, .alreadyExists, "an entity with that id already exists")
+            case "42501":
+                // A row-level security refusal: the row belongs to another tenant.
+                throw LicenseError(.notFound, .tenantUnknown, "not found")
+            default:
+                core.logger.debug("postgres call failed", metadata: ["sqlstate": "\(error.serverInfo?[.sqlState] ?? "-")", "code": "\(error.code)"])
+                throw LicenseError.backendUnavailable("the repository")
+            }
+        } catch {
+            core.logger.debug("postgres call failed", metadata: ["error": "\(type(of: error))"])
+            throw LicenseError.backendUnavailable("the repository")
+        }
+    }
+
+    // MARK: Rows
+
+    static let tenantColumns = "id, name, status, created_at_ms"
+    static let licenseColumns = """
+        id, tenant_id, name, seats, lease_ttl_ms, heartbeat_interval_ms, offline_grace_ms, valid_from_ms, valid_until_ms, \
+        features, status, created_at_ms
+        """
+    static let userColumns = "users.id, users.tenant_id, users.name, users.role, users.disabled, users.created_at_ms"
+    static let sessionColumns = """
+        id, tenant_id, license_id, user_id, hardware_id, idempotency_key, client_info::text, created_at_ms, \
+        lease_expires_at_ms, ended_at_ms, end_reason
+        """
+    static let auditColumns = "id, at_ms, tenant_id, actor, action, target, outcome"
+
+    private static func tenant(_ row: PostgresRow) throws -> Tenant {
+        let (id, name, status, created) = try row.decode((String, String, String, Int64).self)
+        return Tenant(id: TenantID(id), name: name, status: EntityStatus(rawValue: status), createdAt: Timestamp(millisecondsSinceEpoch: created))
+    }
+
+    private static func license(_ row: PostgresRow) throws -> License {
+        let (id, tenant, name, seats, ttl, heartbeat, grace, from, until, features, status, created) =
+            try row.decode((String, String, String, Int64, Int64, Int64, Int64, Int64?, Int64?, [String], String, Int64).self)
+        return License(
+            id: LicenseID(id), tenantID: TenantID(tenant), name: name, seats: Int(seats),
+            policy: LeasePolicy(leaseTTL: .milliseconds(ttl), heartbeatInterval: .milliseconds(heartbeat), offlineGrace: .milliseconds(grace)),
+            validFrom: from.map(Timestamp.init(millisecondsSinceEpoch:)), validUntil: until.map(Timestamp.init(millisecondsSinceEpoch:)),
+            features: features, status: EntityStatus(rawValue: status), createdAt: Timestamp(millisecondsSinceEpoch: created)
+        )
+    }
+
+    private static func user(_ row: PostgresRow) throws -> User {
+        let (id, tenant, name, role, disabled, created) = try row.decode((String, String?, String, String, Bool, Int64).self)
+        return User(id: UserID(id), tenantID: tenant.map(TenantID.init), name: name, role: Role(rawValue: role) ?? .tenantUser,
+                    disabled: disabled, createdAt: Timestamp(millisecondsSinceEpoch: created))
+    }
+
+    private static func session(_ row: PostgresRow) throws -> LeaseSession {
+        let (id, tenant, license, user, hardware, key, info, created, expires, ended, reason) =
+            try row.decode((String, String, String, String, String, String, String, Int64, Int64, Int64?, String?).self)
+        let clientInfo = (try? JSONDecoder().decode([String: String].self, from: Data(info.utf8))) ?? [:]
+        return LeaseSession(
+            id: SessionID(id), tenantID: TenantID(tenant), licenseID: LicenseID(license), userID: UserID(user),
+            hardwareID: hardware, idempotencyKey: key, clientInfo: clientInfo,
+            createdAt: Timestamp(millisecondsSinceEpoch: created), leaseExpiresAt: Timestamp(millisecondsSinceEpoch: expires),
+            endedAt: ended.map(Timestamp.init(millisecondsSinceEpoch:)), endReason: reason.map(SessionEndReason.init(rawValue:))
+        )
+    }
+
+    private static func audit(_ row: PostgresRow) throws -> AuditEvent {
+        let (id, at, tenant, actor, action, target, outcome) = try row.decode((String, Int64, String?, String?, String, String, String).self)
+        return AuditEvent(id: id, at: Timestamp(millisecondsSinceEpoch: at), tenantID: tenant.map(TenantID.init),
+                          actor: actor.map(UserID.init), action: action, target: target, outcome: outcome)
+    }
+}

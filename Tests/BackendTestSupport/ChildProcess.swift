@@ -1,0 +1,128 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// A server process started for a test, stopped by pid (SIGTERM, then SIGKILL) and reaped.
+public final class ChildProcess: @unchecked Sendable {
+    public let pid: pid_t
+    private let lock = NSLock()
+    private var reaped = false
+
+    /// Starts `arguments[0]` (looked up on PATH) with stdout and stderr appended to `logFile`.
+    /// When the tests run as root and `asUser` is given, the program runs as that user.
+    public init(_ arguments: [String], logFile: String, asUser user: String? = nil) throws {
+        var argv = arguments
+        if let user, geteuid() == 0 {
+            argv = ["setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups", "--"] + arguments
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // The spawning thread may block signals (runtimes do); the child must not inherit that,
+        // or it would ignore the SIGTERM that stops it.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { for arg in cArgs { free(arg) } }
+        var pid: pid_t = 0
+        let result = posix_spawnp(&pid, argv[0], &actions, &attributes, &cArgs, environ)
+        guard result == 0 else {
+            throw TestServerError("could not start \(arguments[0]): \(String(cString: strerror(result)))")
+        }
+        self.pid = pid
+    }
+
+    /// Records that someone else already waited for the process.
+    public func markReaped() {
+        lock.lock()
+        reaped = true
+        lock.unlock()
+    }
+
+    /// Whether the process is still running.
+    public var isRunning: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !reaped else { return false }
+        if Self.exited(pid) {
+            reaped = true
+            return false
+        }
+        return true
+    }
+
+    /// Sends `signal`, waits up to `grace` for the exit, then kills and reaps.
+    public func stop(signal: Int32 = SIGTERM, grace: Duration = .seconds(10)) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !reaped else { return }
+        kill(pid, signal)
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline {
+            if Self.exited(pid) {
+                reaped = true
+                return
+            }
+            usleep(5_000)
+        }
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        reaped = true
+    }
+
+    /// Whether the child has exited (and is reaped now). A runtime that ignores SIGCHLD reaps
+    /// children itself, so "no such child" counts as exited too.
+    static func exited(_ pid: pid_t) -> Bool {
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        return result == pid || (result == -1 && errno == ECHILD)
+    }
+
+    deinit { stop(signal: SIGKILL) }
+}
+
+/// A test server could not be started.
+public struct TestServerError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Test fixtures that need a loopback port.
+public enum FreePort {
+    /// A port the kernel just handed out (closed again at once; small race accepted in tests).
+    public static func next() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestServerError("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw TestServerError("could not find a free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// A fresh temporary folder.
+public func makeTemporaryDirectory(_ prefix: String) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
