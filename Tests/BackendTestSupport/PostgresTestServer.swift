@@ -85,12 +85,12 @@ public final class PostgresTestServer: Sendable {
         "postgres://\(settings.username):\(settings.password ?? "")@\(settings.host):\(settings.port)/\(settings.database)?sslmode=disable"
     }
 
-    /// Runs one statement as the superuser (fixtures, assertions, fault injection).
+    /// Runs one statement as the superuser, or as `user` (fixtures, assertions, fault injection).
     @discardableResult
-    public func superuser(_ sql: String, database: String = "postgres") async throws -> [PostgresRow] {
+    public func superuser(_ sql: String, database: String = "postgres", user: String = "postgres") async throws -> [PostgresRow] {
         var logger = Logger(label: "test.postgres")
         logger.logLevel = .critical
-        let configuration = PostgresConnection.Configuration(host: "127.0.0.1", port: port, username: "postgres", password: nil, database: database, tls: .disable)
+        let configuration = PostgresConnection.Configuration(host: "127.0.0.1", port: port, username: user, password: nil, database: database, tls: .disable)
         let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
         do {
             let rows = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()

@@ -1,0 +1,149 @@
+import BackendTestSupport
+import LicenseCore
+import LicensePostgres
+import PostgresNIO
+import Testing
+
+/// What only the Postgres repository has: row-level security, the cross-replica license cache,
+/// and bounded failure when the database is gone.
+@Suite("Postgres repository")
+struct PostgresRepositoryTests {
+    let t0 = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)
+
+    func audit(_ action: String, _ target: String, tenant: TenantID?) -> AuditEvent {
+        AuditEvent(at: t0, tenantID: tenant, actor: "usr-op", action: action, target: target)
+    }
+
+    func seedTwoTenants(_ repository: any LicenseRepository) async throws {
+        for tenant in ["acme", "globex"] {
+            try await repository.createTenant(Tenant(id: TenantID(tenant), name: tenant, createdAt: t0), audit: audit("tenant.create", tenant, tenant: TenantID(tenant)))
+            try await repository.createLicense(License(id: LicenseID("\(tenant)-pro"), tenantID: TenantID(tenant), name: "Pro", seats: 5, createdAt: t0),
+                                               audit: audit("license.create", "\(tenant)-pro", tenant: TenantID(tenant)))
+            try await repository.createUser(User(id: UserID("usr-\(tenant)"), tenantID: TenantID(tenant), name: "u", role: .tenantUser, createdAt: t0),
+                                            apiKey: nil, audit: audit("user.create", "usr-\(tenant)", tenant: TenantID(tenant)))
+        }
+        try await repository.insertSession(
+            LeaseSession(id: "ses-globex", tenantID: "globex", licenseID: "globex-pro", userID: "usr-globex", hardwareID: "hw",
+                         idempotencyKey: "", createdAt: t0, leaseExpiresAt: t0.advanced(by: .seconds(360))),
+            audit: audit("session.acquire", "ses-globex", tenant: "globex"))
+    }
+
+    @Test func rowLevelSecurityHidesAndProtectsOtherTenantsRows() async throws {
+        let settings = try await PostgresTestServer.shared().createDatabase()
+        try await PostgresTestServer.withRepository(settings) { root in
+            try await root.migrate()
+            #expect(try await !root.roleBypassesRowLevelSecurity())
+            try await seedTwoTenants(root)
+            let acme = root.scoped(to: "acme")
+            // Reads: the database itself returns nothing of globex's.
+            #expect(try await acme.tenants().map(\.id) == ["acme"])
+            #expect(try await acme.license("globex-pro") == nil)
+            #expect(try await acme.licenses(tenant: nil).map(\.id) == ["acme-pro"])
+            #expect(try await acme.session("ses-globex") == nil)
+            #expect(try await acme.sessions(license: "globex-pro", includeEnded: true).isEmpty)
+            #expect(try await acme.user("usr-globex") == nil)
+            #expect(try await acme.auditEvents(tenant: nil, limit: 100).allSatisfy { $0.tenantID == "acme" })
+            // Writes: ending or moving globex's session changes nothing; inserting into globex is refused.
+            #expect(try await !acme.endSession("ses-globex", at: t0, reason: .revoked, audit: audit("session.revoke", "ses-globex", tenant: "acme")))
+            try await acme.updateLease(session: "ses-globex", expiresAt: t0)
+            #expect(try await root.session("ses-globex")?.endedAt == nil)
+            #expect(try await root.session("ses-globex")?.leaseExpiresAt == t0.advanced(by: .seconds(360)))
+            await #expect(throws: LicenseError.self) {
+                try await acme.insertSession(
+                    LeaseSession(id: "ses-x", tenantID: "globex", licenseID: "globex-pro", userID: "usr-globex", hardwareID: "hw",
+                                 idempotencyKey: "", createdAt: t0, leaseExpiresAt: t0),
+                    audit: audit("session.acquire", "ses-x", tenant: "globex"))
+            }
+            await #expect(throws: LicenseError.self) {
+                try await acme.createLicense(License(id: "sneaky", tenantID: "globex", name: "x", seats: 1, createdAt: t0),
+                                             audit: audit("license.create", "sneaky", tenant: "globex"))
+            }
+            #expect(try await root.license("sneaky") == nil)
+            #expect(try await root.session("ses-x") == nil)
+        }
+        // With no tenant set at all, a connection sees nothing (the policy fails closed).
+        let server = try await PostgresTestServer.shared()
+        let rows = try await server.superuser("SELECT count(*) FROM licenses", database: settings.database, user: PostgresTestServer.daemonRole)
+        let visible = try rows.first?.decode(Int64.self)
+        #expect(visible == 0)
+        let all = try await server.superuser("SELECT count(*) FROM licenses", database: settings.database).first?.decode(Int64.self)
+        #expect(all == 2)
+    }
+
+    @Test func aLicenseChangedByAnotherReplicaIsSeenAtOnce() async throws {
+        let settings = try await PostgresTestServer.shared().createDatabase()
+        try await PostgresTestServer.withRepository(settings) { first in
+            try await first.migrate()
+            try await seedTwoTenants(first)
+            try await PostgresTestServer.withRepository(settings) { second in
+                // Wait for both subscriptions, then warm both caches.
+                let ready = ContinuousClock.now + .seconds(10)
+                while !(first.licenseCacheIsLive && second.licenseCacheIsLive), ContinuousClock.now < ready {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(first.licenseCacheIsLive && second.licenseCacheIsLive)
+                #expect(try await first.license("acme-pro")?.seats == 5)
+                #expect(try await second.license("acme-pro")?.seats == 5)
+                // An administrator changes the license through another path (here: SQL).
+                try await PostgresTestServer.shared().superuser("UPDATE licenses SET seats = 9 WHERE id = 'acme-pro'", database: settings.database)
+                let deadline = ContinuousClock.now + .seconds(5)
+                var seen = (0, 0)
+                while seen != (9, 9), ContinuousClock.now < deadline {
+                    seen = (try await first.license("acme-pro")?.seats ?? 0, try await second.license("acme-pro")?.seats ?? 0)
+                    if seen != (9, 9) { try await Task.sleep(for: .milliseconds(10)) }
+                }
+                // Well under the cache's 30-second safety age: the notification did it.
+                #expect(seen == (9, 9))
+            }
+        }
+    }
+
+    @Test func aStoppedDatabaseFailsCallsWithinTheirDeadline() async throws {
+        let server = try await PostgresTestServer.start()
+        defer { server.stop() }
+        var settings = try await server.createDatabase()
+        settings.operationTimeout = .milliseconds(800)
+        settings.connectTimeout = .milliseconds(300)
+        try await PostgresTestServer.withRepository(settings) { repository in
+            try await repository.migrate()
+            try await seedTwoTenants(repository)
+            server.stop()
+            for call in 0..<3 {
+                let started = ContinuousClock.now
+                await #expect(throws: LicenseError.self, "call \(call)") {
+                    try await repository.insertSession(
+                        LeaseSession(id: SessionID("ses-down-\(call)"), tenantID: "acme", licenseID: "acme-pro", userID: "usr-acme", hardwareID: "hw",
+                                     idempotencyKey: "", createdAt: t0, leaseExpiresAt: t0),
+                        audit: audit("session.acquire", "ses-down", tenant: "acme"))
+                }
+                #expect(started.duration(to: .now) < .seconds(2))
+            }
+            try await server.launch()
+            let deadline = ContinuousClock.now + .seconds(20)
+            var back = false
+            while !back, ContinuousClock.now < deadline {
+                back = (try? await repository.tenant("acme")) != nil
+                if !back { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(back)
+            // Nothing half-written: none of the refused sessions exists.
+            #expect(try await repository.sessions(license: "acme-pro", includeEnded: true).isEmpty)
+        }
+    }
+
+    @Test func urlsAreParsedAndBadOnesRefused() throws {
+        let settings = try PostgresSettings(url: "postgres://licensed:pw@db.internal:6543/licenses?sslmode=require&pool=32&statement_timeout_ms=2000&timeout_ms=3000")
+        #expect(settings.host == "db.internal")
+        #expect(settings.port == 6543)
+        #expect(settings.username == "licensed")
+        #expect(settings.password == "pw")
+        #expect(settings.database == "licenses")
+        #expect(settings.tls == .require)
+        #expect(settings.maximumConnections == 32)
+        #expect(settings.statementTimeout == .seconds(2))
+        #expect(settings.operationTimeout == .seconds(3))
+        for bad in ["mysql://u@h/db", "postgres://h/db", "postgres://u@h", "postgres://u@h/db?sslmode=maybe", "postgres://u@h/db?pool=0", "postgres://u@h/db?x=1"] {
+            #expect(throws: LicenseError.self, "\(bad)") { try PostgresSettings(url: bad) }
+        }
+    }
+}
