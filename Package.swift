@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
         .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-atomics.git", exact: "1.3.0"),
     ],
     targets: [
         // Domain: tenants, licenses, sessions, seat semantics. No NIO, no database driver.
@@ -97,6 +98,7 @@ let package = Package(
             dependencies: [
                 "LicenseCore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

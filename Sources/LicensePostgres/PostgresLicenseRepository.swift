@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 import LicenseCore
 import Logging
@@ -18,7 +19,10 @@ import ServiceLifecycle
 public final class PostgresLicenseRepository: LicenseRepository, Service {
     private final class Core: Sendable {
         let client: PostgresClient
-        let committer: PostgresGroupCommitter
+        /// Independent group-commit lanes: each batches the writes routed to it on its own
+        /// connection, so one lane's round trips do not hold up the others.
+        let committers: [PostgresGroupCommitter]
+        let nextLane = ManagedAtomic<Int>(0)
         let cache = LicenseCache()
         let settings: PostgresSettings
         let logger: Logger
@@ -27,7 +31,13 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
             self.settings = settings
             self.logger = logger
             self.client = PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: logger)
-            self.committer = PostgresGroupCommitter(client: client, timeout: settings.operationTimeout, logger: logger)
+            self.committers = (0..<max(1, settings.writers)).map { [client] _ in
+                PostgresGroupCommitter(client: client, timeout: settings.operationTimeout, logger: logger)
+            }
+        }
+
+        var committer: PostgresGroupCommitter {
+            committers[nextLane.loadThenWrappingIncrement(ordering: .relaxed) % committers.count]
         }
     }
 

@@ -18,6 +18,9 @@ public struct PostgresSettings: Sendable {
     public var tls: TLSMode = .prefer
     /// Connections in the pool (reads, the group-commit writer and the LISTEN connection).
     public var maximumConnections: Int = 16
+    /// Group-commit lanes: writes are spread over this many connections, each committing its
+    /// own batches.
+    public var writers: Int = 4
     /// Postgres cancels any statement running longer than this (`statement_timeout`).
     public var statementTimeout: Duration = .seconds(5)
     /// How long a repository call may take in all (waiting for a connection included) before it
@@ -33,7 +36,7 @@ public struct PostgresSettings: Sendable {
         self.database = database
     }
 
-    /// Parses `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require&pool=N&statement_timeout_ms=N&timeout_ms=N]`.
+    /// Parses `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require&pool=N&writers=N&statement_timeout_ms=N&timeout_ms=N]`.
     public init(url text: String) throws {
         func invalid(_ message: String) -> LicenseError { LicenseError(.invalidArgument, .invalidRequest, "the Postgres URL " + message) }
         guard let url = URLComponents(string: text), let scheme = url.scheme?.lowercased() else {
@@ -56,9 +59,10 @@ public struct PostgresSettings: Sendable {
                 guard let mode = item.value.flatMap(TLSMode.init(rawValue:)) else { throw invalid("option sslmode must be disable, prefer or require") }
                 tls = mode
             case "pool": maximumConnections = try positive()
+            case "writers": writers = try positive()
             case "statement_timeout_ms": statementTimeout = .milliseconds(try positive())
             case "timeout_ms": operationTimeout = .milliseconds(try positive())
-            default: throw invalid("has an unknown option '\(item.name)' (known: sslmode, pool, statement_timeout_ms, timeout_ms)")
+            default: throw invalid("has an unknown option '\(item.name)' (known: sslmode, pool, writers, statement_timeout_ms, timeout_ms)")
             }
         }
     }
