@@ -18,7 +18,13 @@ final class RedisConnection: Sendable {
 
     func sendFuture(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        channel.writeAndFlush(RedisRequest(command: command, promise: promise), promise: nil)
+        // A channel that closed a moment ago has no handlers left to answer the request: its
+        // write fails instead, and so must the request (completing a promise twice is a no-op).
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { _ in
+            promise.fail(RedisClientError(.connectionClosed, "the Redis connection closed"))
+        }
+        channel.writeAndFlush(RedisRequest(command: command, promise: promise), promise: written)
         return promise.futureResult
     }
 

@@ -6,7 +6,7 @@ import Testing
 
 /// What only the Postgres repository has: row-level security, the cross-replica license cache,
 /// and bounded failure when the database is gone.
-@Suite("Postgres repository")
+@Suite("Postgres repository", .timeLimit(.minutes(2)))
 struct PostgresRepositoryTests {
     let t0 = Timestamp(millisecondsSinceEpoch: 1_800_000_000_000)
 

@@ -5,7 +5,7 @@ import Testing
 
 /// What only the Redis store has: server time, the script cache, rebuild after data loss,
 /// failure and recovery of the server, and Redis Cluster.
-@Suite("Redis seat store")
+@Suite("Redis seat store", .timeLimit(.minutes(2)))
 struct RedisSeatStoreTests {
     let license = LicenseID("lic-r")
 

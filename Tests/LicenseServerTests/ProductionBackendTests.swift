@@ -9,7 +9,7 @@ import Testing
 
 /// The proofs of the production backends: `licensed` on real Redis and real Postgres, under
 /// contention and faults.
-@Suite("Production backends (Redis + Postgres)", .serialized)
+@Suite("Production backends (Redis + Postgres)", .serialized, .timeLimit(.minutes(2)))
 struct ProductionBackendTests {
     struct Backends: Sendable {
         let redis: RedisTestServer
