@@ -1,3 +1,4 @@
+import LicenseCore
 import Logging
 import PostgresNIO
 
@@ -9,68 +10,27 @@ import PostgresNIO
 /// caller's failure (a duplicate id, a refused row) never fails another's. No caller is answered
 /// before the transaction holding its rows has committed. The first caller to find no commit in
 /// progress leads one batch, then hands leadership to the next waiting caller.
-actor PostgresGroupCommitter {
-    typealias Work = @Sendable (PostgresConnection) async throws -> Void
-
-    private final class Unit: @unchecked Sendable {
-        // Touched only on the committer actor.
-        let work: Work
-        var error: (any Error)?
-        var wake: CheckedContinuation<Bool, Never>?
-        init(work: @escaping Work) { self.work = work }
-    }
-
-    private final class Box<T>: @unchecked Sendable {
-        var value: T?
-    }
-
-    private let client: PostgresClient
-    private let timeout: Duration
-    private let logger: Logger
-    private var queue: [Unit] = []
-    private var leading = false
+struct PostgresGroupCommitter: Sendable {
+    typealias Unit = GroupCommitUnit<PostgresConnection>
+    private let queue: GroupCommitQueue<PostgresConnection>
 
     init(client: PostgresClient, timeout: Duration, logger: Logger) {
-        self.client = client
-        self.timeout = timeout
-        self.logger = logger
+        queue = GroupCommitQueue { batch in
+            do {
+                try await withDeadline(timeout) {
+                    try await client.withConnection { connection in
+                        try await Self.commit(batch, on: connection, logger: logger)
+                    }
+                }
+            } catch {
+                for unit in batch where unit.error == nil { unit.error = error }
+            }
+        }
     }
 
     /// Runs `body` in the next group commit and returns once that commit is durable.
     func perform<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let box = Box<T>()
-        let unit = Unit(work: { connection in box.value = try await body(connection) })
-        queue.append(unit)
-        if leading {
-            let lead = await withCheckedContinuation { unit.wake = $0 }
-            if lead { await leadOneBatch() }
-        } else {
-            leading = true
-            await leadOneBatch()
-        }
-        if let error = unit.error { throw error }
-        return box.value!
-    }
-
-    private func leadOneBatch() async {
-        let batch = queue
-        queue.removeAll(keepingCapacity: true)
-        do {
-            try await withDeadline(timeout) { [client, logger] in
-                try await client.withConnection { connection in
-                    try await Self.commit(batch, on: connection, logger: logger)
-                }
-            }
-        } catch {
-            for unit in batch where unit.error == nil { unit.error = error }
-        }
-        for unit in batch { unit.wake?.resume(returning: false) }
-        if let next = queue.first {
-            next.wake?.resume(returning: true)
-            next.wake = nil
-        } else {
-            leading = false
-        }
+        try await queue.perform(body)
     }
 
     private static func commit(_ batch: [Unit], on connection: PostgresConnection, logger: Logger) async throws {
@@ -86,12 +46,9 @@ actor PostgresGroupCommitter {
             try await connection.execute("COMMIT", logger: logger)
             return
         }
+        // Someone's unit failed: undo the batch and give every unit a transaction of its own, so
+        // the failure is only its owner's.
         try await connection.execute("ROLLBACK", logger: logger)
-        guard batch.count > 1 else {
-            // Run the single unit once more only to capture its error precisely.
-            try await runAlone(batch[0], on: connection, logger: logger)
-            return
-        }
         for unit in batch { try await runAlone(unit, on: connection, logger: logger) }
     }
 
