@@ -76,6 +76,19 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         }
     }
 
+    /// Runs `body` while the pool and the subscription run, then stops them: for callers that
+    /// use the repository outside a `ServiceGroup` (start-up, `licensed migrate`, tests).
+    public func withRunning<T: Sendable>(_ body: @Sendable (PostgresLicenseRepository) async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await self.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await body(self)
+        }
+    }
+
     private static func followLicenseChanges(_ core: Core) async {
         var failures = 0
         while !Task.isCancelled {

@@ -67,14 +67,8 @@ public struct ServerEnvironment: Sendable {
                 throw error
             }
         }
-        let postgres = PostgresLicenseRepository(settings: postgresSettings, logger: logger)
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            // The pool and the license-change subscription run while the body runs.
-            group.addTask {
-                try await postgres.run()
-                return nil
-            }
-            defer { group.cancelAll() }
+        // The pool and the license-change subscription run while the body runs.
+        return try await PostgresLicenseRepository(settings: postgresSettings, logger: logger).withRunning { postgres in
             if settings.migrateOnStart { try await postgres.migrate() }
             let version = try await postgres.schemaVersion()
             guard version == PostgresLicenseRepository.requiredSchemaVersion else {
@@ -93,7 +87,6 @@ public struct ServerEnvironment: Sendable {
     ) async throws -> ServerEnvironment {
         let fm = FileManager.default
         let data = settings.dataDirectory
-        try fm.createDirectory(atPath: data, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
 
         // TLS
         let certificatePath: String, keyPath: String, caPath: String?

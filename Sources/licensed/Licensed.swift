@@ -210,10 +210,7 @@ struct Migrate: AsyncParsableCommand {
         let logger = try common.makeLogger()
         let settings = try common.settings()
         if let postgresSettings = settings.postgres {
-            let repository = PostgresLicenseRepository(settings: postgresSettings, logger: logger)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await repository.run() }
-                defer { group.cancelAll() }
+            try await PostgresLicenseRepository(settings: postgresSettings, logger: logger).withRunning { repository in
                 do {
                     try await repository.migrate()
                     print("Postgres schema at version \(try await repository.schemaVersion())")

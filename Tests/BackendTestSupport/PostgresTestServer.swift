@@ -181,14 +181,6 @@ extension PostgresTestServer {
     ) async throws -> T {
         var logger = Logger(label: "test.postgres")
         logger.logLevel = .critical
-        let repository = PostgresLicenseRepository(settings: settings, logger: logger)
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                try await repository.run()
-                return nil
-            }
-            defer { group.cancelAll() }
-            return try await body(repository)
-        }
+        return try await PostgresLicenseRepository(settings: settings, logger: logger).withRunning(body)
     }
 }
