@@ -113,10 +113,10 @@ public final class RedisSeatStore: SeatStore {
 
     private func run(_ licenseID: LicenseID, _ operation: String, _ arguments: [String]) async throws -> RESPValue {
         let reply = try await evaluate(licenseID, operation, arguments)
-        guard case .array(let items) = reply, items.count == 1, items[0].string == "SEED" else { return reply }
+        guard Self.asksForRebuild(reply) else { return reply }
         try await rebuild(licenseID)
         let again = try await evaluate(licenseID, operation, arguments)
-        if case .array(let items) = again, items.count == 1, items[0].string == "SEED" {
+        if Self.asksForRebuild(again) {
             throw RedisClientError(.unexpectedReply, "the license's seats were not rebuilt")
         }
         return again
@@ -137,6 +137,12 @@ public final class RedisSeatStore: SeatStore {
             throw RedisClientError(.server, "Redis refused the seat script (\(kind))")
         }
         return reply
+    }
+
+    /// Whether the script answered `{'SEED'}`: Redis does not have the license's seats.
+    private static func asksForRebuild(_ reply: RESPValue) -> Bool {
+        guard case .array(let items) = reply, items.count == 1 else { return false }
+        return items[0].string == "SEED"
     }
 
     /// The license's keys; the `{id}` hash tag puts them all in one cluster slot.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import NIOConcurrencyHelpers
 
 /// A server process started for a test, stopped by pid (SIGTERM, then SIGKILL) and reaped.
 public final class ChildProcess: @unchecked Sendable {
@@ -92,6 +93,39 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     deinit { stop(signal: SIGKILL) }
+}
+
+/// Stops the process-wide shared servers and removes their folders when the test process
+/// exits, newest first (so a server stops before the template it was copied from goes).
+public enum ExitCleanup {
+    private struct Entry {
+        var pid: pid_t?
+        var signal: Int32
+        var directory: String
+    }
+
+    private static let entries = NIOLockedValueBox<[Entry]>([])
+
+    /// Registers a server (or just a folder, with `pid` nil) to stop and remove at exit.
+    public static func register(pid: pid_t?, signal: Int32 = SIGTERM, directory: String) {
+        let first = entries.withLockedValue { entries in
+            entries.append(Entry(pid: pid, signal: signal, directory: directory))
+            return entries.count == 1
+        }
+        if first { atexit { ExitCleanup.run() } }
+    }
+
+    private static func run() {
+        for entry in entries.withLockedValue({ $0 }).reversed() {
+            if let pid = entry.pid {
+                kill(pid, entry.signal)
+                let deadline = ContinuousClock.now + .seconds(2)
+                while !ChildProcess.exited(pid), ContinuousClock.now < deadline { usleep(5_000) }
+                kill(pid, SIGKILL)
+            }
+            try? FileManager.default.removeItem(atPath: entry.directory)
+        }
+    }
 }
 
 /// A test server could not be started.

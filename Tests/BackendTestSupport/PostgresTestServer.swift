@@ -138,39 +138,17 @@ actor PostgresTemplate {
         try PostgresTestServer.chownToPostgres(directory)
         try PostgresTestServer.run(["initdb", "-D", directory, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"], asUser: "postgres")
         path = directory
-        atexit { PostgresTemplate.cleanUp() }
-        PostgresTemplate.cleanupPath.withLockedValue { $0 = directory }
+        ExitCleanup.register(pid: nil, directory: directory)
         return directory
-    }
-
-    static let cleanupPath = NIOLockedValueBox<String?>(nil)
-
-    static func cleanUp() {
-        if let path = cleanupPath.withLockedValue({ $0 }) { try? FileManager.default.removeItem(atPath: path) }
     }
 }
 
-/// The process-wide shared server, stopped by pid at exit.
+/// The process-wide shared server, stopped by pid at exit (SIGQUIT: immediate shutdown).
 enum SharedPostgres {
-    static let pid = NIOLockedValueBox<(pid_t, String)?>(nil)
     static let once = AsyncOnce<PostgresTestServer> {
         let server = try await PostgresTestServer.start()
-        if let pid = server.pid {
-            SharedPostgres.pid.withLockedValue { $0 = (pid, server.directory) }
-            atexit { SharedPostgres.stopAtExit() }
-        }
+        ExitCleanup.register(pid: server.pid, signal: SIGQUIT, directory: server.directory)
         return server
-    }
-
-    static func stopAtExit() {
-        guard let (pid, directory) = pid.withLockedValue({ $0 }) else { return }
-        kill(pid, SIGQUIT)
-        var status: Int32 = 0
-        for _ in 0..<200 {
-            if waitpid(pid, &status, WNOHANG) == pid { break }
-            usleep(10_000)
-        }
-        try? FileManager.default.removeItem(atPath: directory)
     }
 }
 

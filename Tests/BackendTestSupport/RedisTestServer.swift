@@ -122,17 +122,9 @@ public final class RedisTestCluster: Sendable {
 /// One Redis server shared by every test in this process (tests keep apart by key prefix);
 /// stopped by pid when the process exits.
 public enum SharedRedis {
-    static let pid = NIOLockedValueBox<(pid_t, String)?>(nil)
     private static let once = AsyncOnce<RedisTestServer> {
         let server = try await RedisTestServer.start()
-        if let pid = server.pid { SharedRedis.pid.withLockedValue { $0 = (pid, server.directory) } }
-        atexit {
-            guard let (pid, directory) = SharedRedis.pid.withLockedValue({ $0 }) else { return }
-            kill(pid, SIGKILL)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-            try? FileManager.default.removeItem(atPath: directory)
-        }
+        ExitCleanup.register(pid: server.pid, signal: SIGKILL, directory: server.directory)
         return server
     }
 
