@@ -71,9 +71,14 @@ public struct ServerEnvironment: Sendable {
         return try await PostgresLicenseRepository(settings: postgresSettings, logger: logger).withRunning { postgres in
             if settings.migrateOnStart { try await postgres.migrate() }
             let version = try await postgres.schemaVersion()
-            guard version == PostgresLicenseRepository.requiredSchemaVersion else {
+            let required = PostgresLicenseRepository.requiredSchemaVersion
+            guard version <= required else {
                 throw LicenseError(.failedPrecondition, .invalidRequest,
-                                   "the Postgres schema is at version \(version) but this build needs \(PostgresLicenseRepository.requiredSchemaVersion): run `licensed migrate` (or start with --migrate)")
+                                   "the Postgres schema is at version \(version), newer than this build's \(required): run a newer licensed")
+            }
+            guard version == required else {
+                throw LicenseError(.failedPrecondition, .invalidRequest,
+                                   "the Postgres schema is at version \(version) but this build needs \(required): run `licensed migrate` (or start with --migrate)")
             }
             if try await postgres.roleBypassesRowLevelSecurity() {
                 logger.warning("the Postgres role is a superuser or has BYPASSRLS: row-level security does not apply; connect as an ordinary role")
