@@ -129,7 +129,8 @@ let package = Package(
         .target(
             name: "LicenseClient",
             dependencies: [
-                "LicenseWire", "LicenseTokens",
+                "LicenseCore", "LicenseWire", "LicenseTokens",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -180,6 +181,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/BackendTestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "LicenseClientTests",
+            dependencies: ["LicenseClient", "LicenseCore", "LicenseTokens"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -18,11 +18,13 @@ final class ClientFrameHandler: ChannelDuplexHandler {
     private var parser: FrameParser
     private var pending: [UInt64: (promise: EventLoopPromise<ServerFrame>, timer: Scheduled<Void>)] = [:]
     private let notices: AsyncStream<Coditect_License_V1_Notice>.Continuation
+    private let onNotice: (@Sendable (Coditect_License_V1_Notice) -> Void)?
     private var closedError: LicenseCallError?
 
-    init(maxFrameBytes: Int, notices: AsyncStream<Coditect_License_V1_Notice>.Continuation) {
+    init(maxFrameBytes: Int, notices: AsyncStream<Coditect_License_V1_Notice>.Continuation, onNotice: (@Sendable (Coditect_License_V1_Notice) -> Void)?) {
         self.parser = FrameParser(maxFrameBytes: maxFrameBytes)
         self.notices = notices
+        self.onNotice = onNotice
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -65,6 +67,7 @@ final class ClientFrameHandler: ChannelDuplexHandler {
                 guard let frame = try? ServerFrame.decode(body) else { continue }
                 if frame.id == 0 {
                     if case .notice(let notice) = frame.result {
+                        onNotice?(notice)
                         notices.yield(notice)
                     } else if !frame.status.isOK {
                         // A connection-level error: the server closes after it.

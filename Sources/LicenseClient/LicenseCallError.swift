@@ -1,7 +1,9 @@
 import LicenseWire
 
-/// A call that did not succeed: the server's status, or a transport failure expressed the same
-/// way (`UNAVAILABLE`/`CONNECTION_CLOSED`, `DEADLINE_EXCEEDED`/`TIMEOUT`).
+/// A call that did not succeed: the server's status, or a failure on this side expressed the same
+/// way (`UNAVAILABLE`/`CONNECTION_CLOSED`, `DEADLINE_EXCEEDED`/`TIMEOUT`, `UNAUTHENTICATED`/`INVALID_TOKEN`).
+///
+/// The message never contains a credential, token or key.
 public struct LicenseCallError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The gRPC-style status code.
     public var code: WireStatus.Code
@@ -11,16 +13,19 @@ public struct LicenseCallError: Error, Hashable, Sendable, CustomStringConvertib
     public var message: String
     /// When non-zero, the server's hint for when a retry may succeed.
     public var retryAfterMs: UInt64
+    /// Machine-readable facts about the failure, e.g. `seats_total` with `NO_SEATS`.
+    public var details: [String: String]
 
-    public init(code: WireStatus.Code, reason: String, message: String, retryAfterMs: UInt64 = 0) {
+    public init(code: WireStatus.Code, reason: String, message: String, retryAfterMs: UInt64 = 0, details: [String: String] = [:]) {
         self.code = code
         self.reason = reason
         self.message = message
         self.retryAfterMs = retryAfterMs
+        self.details = details
     }
 
     init(_ status: WireStatus) {
-        self.init(code: status.code, reason: status.reason, message: status.message, retryAfterMs: status.retryAfterMs)
+        self.init(code: status.code, reason: status.reason, message: status.message, retryAfterMs: status.retryAfterMs, details: status.details)
     }
 
     /// The code's gRPC name.
@@ -28,11 +33,31 @@ public struct LicenseCallError: Error, Hashable, Sendable, CustomStringConvertib
 
     public var description: String { "\(codeName) \(reason): \(message)" }
 
+    /// With `NO_SEATS` and `LEASE_LAPSED`: how many seats the license has.
+    public var seatsTotal: Int? { details["seats_total"].flatMap { Int($0) } }
+
+    /// Whether the license has no free seat (`RESOURCE_EXHAUSTED`/`NO_SEATS`). Not retried.
+    public var isNoSeats: Bool { code == .resourceExhausted && reason == "NO_SEATS" }
+
+    /// Whether the same call may succeed later: the server or the network is unavailable, the
+    /// call timed out, or the server asked to slow down. `NO_SEATS` is not retryable.
+    public var isTransient: Bool {
+        switch code {
+        case .unavailable, .deadlineExceeded, .aborted: true
+        case .resourceExhausted: reason == "TOO_MANY_IN_FLIGHT"
+        default: false
+        }
+    }
+
     static func connectionClosed() -> LicenseCallError {
         LicenseCallError(code: .unavailable, reason: "CONNECTION_CLOSED", message: "the connection to the license server closed")
     }
 
     static func timeout() -> LicenseCallError {
         LicenseCallError(code: .deadlineExceeded, reason: "TIMEOUT", message: "the license server did not answer in time")
+    }
+
+    static func invalidToken(_ message: String) -> LicenseCallError {
+        LicenseCallError(code: .unauthenticated, reason: "INVALID_TOKEN", message: message)
     }
 }

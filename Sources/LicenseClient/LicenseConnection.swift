@@ -65,7 +65,9 @@ public final class LicenseConnection: Sendable {
     }
 
     /// Opens a TLS connection (TLS 1.2+, ALPN `coditect-license/1`, certificate verified).
-    public static func connect(to endpoint: LicenseServerEndpoint) async throws -> LicenseConnection {
+    /// `onNotice`, when given, is called on the connection's event loop with each server notice
+    /// (as well as the notice being put on ``notices``); it must not block.
+    public static func connect(to endpoint: LicenseServerEndpoint, onNotice: (@Sendable (Coditect_License_V1_Notice) -> Void)? = nil) async throws -> LicenseConnection {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
         tls.applicationProtocols = [WireProtocol.alpn]
@@ -89,7 +91,7 @@ public final class LicenseConnection: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: isIP ? nil : name))
-                        try sync.addHandler(ClientFrameHandler(maxFrameBytes: maxFrame, notices: continuation))
+                        try sync.addHandler(ClientFrameHandler(maxFrameBytes: maxFrame, notices: continuation, onNotice: onNotice))
                     }
                 }
                 .connect(host: endpoint.host, port: endpoint.port).get()
@@ -132,11 +134,20 @@ public final class LicenseConnection: Sendable {
     /// Authenticates with an API key.
     @discardableResult
     public func hello(apiKey: String, clientName: String = "coditect-license-client", clientVersion: String = "1") async throws -> Coditect_License_V1_HelloResult {
+        try await hello(.apiKey(apiKey), clientName: clientName, clientVersion: clientVersion)
+    }
+
+    /// Authenticates with an API key or an OIDC ID token (a later Hello replaces the credential).
+    @discardableResult
+    public func hello(_ credential: LicenseCredential, clientName: String = "coditect-license-client", clientVersion: String = "1") async throws -> Coditect_License_V1_HelloResult {
         var hello = Coditect_License_V1_Hello()
         hello.protocolVersion = WireProtocol.version
         hello.clientName = clientName
         hello.clientVersion = clientVersion
-        hello.apiKey = apiKey
+        switch credential {
+        case .apiKey(let key): hello.apiKey = key
+        case .idToken(let token): hello.idToken = token
+        }
         return try await call(.hello(hello)).hello
     }
 
@@ -159,10 +170,10 @@ public final class LicenseConnection: Sendable {
     }
 
     /// Gives a seat back.
-    public func release(sessionID: String) async throws {
+    public func release(sessionID: String, timeout: Duration? = nil) async throws {
         var request = Coditect_License_V1_ReleaseRequest()
         request.sessionID = sessionID
-        _ = try await call(.release(request))
+        _ = try await call(.release(request), timeout: timeout)
     }
 
     /// The server's JWKS document.

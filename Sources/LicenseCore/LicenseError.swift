@@ -58,13 +58,16 @@ public struct LicenseError: Error, Hashable, Sendable, CustomStringConvertible {
     public var message: String
     /// When set, the earliest time after which a retry may succeed.
     public var retryAfter: Duration?
+    /// Machine-readable facts about the failure (e.g. `seats_total` with `NO_SEATS`); safe to show.
+    public var details: [String: String]
 
     /// Creates an error.
-    public init(_ code: Code, _ reason: Reason, _ message: String, retryAfter: Duration? = nil) {
+    public init(_ code: Code, _ reason: Reason, _ message: String, retryAfter: Duration? = nil, details: [String: String] = [:]) {
         self.code = code
         self.reason = reason
         self.message = message
         self.retryAfter = retryAfter
+        self.details = details
     }
 
     public var description: String { "\(code.name) \(reason.rawValue): \(message)" }

@@ -105,7 +105,10 @@ public struct LicenseService: Sendable {
         let resumed: Bool
         switch outcome {
         case .full(let used, let limit):
-            throw LicenseError(.resourceExhausted, .noSeats, "all \(limit) seats of license \(license.id) are in use (\(used) held)")
+            throw LicenseError(
+                .resourceExhausted, .noSeats, "all \(limit) seats of license \(license.id) are in use (\(used) held)",
+                details: ["seats_total": String(limit), "seats_used": String(used)]
+            )
         case .granted(let granted):
             let session = LeaseSession(
                 id: granted.sessionID, tenantID: license.tenantID, licenseID: license.id, userID: principal.userID,
@@ -158,12 +161,15 @@ public struct LicenseService: Sendable {
         switch outcome {
         case .renewed(let renewed), .reclaimed(let renewed):
             lease = renewed
-        case .noSeat(_, let limit):
+        case .noSeat(let used, let limit):
             let audit = AuditEvent(at: now, tenantID: session.tenantID, actor: principal.userID, action: "session.lapse", target: session.id.rawValue)
             _ = try await backend("the repository") {
                 try await repository.endSession(session.id, at: now, reason: .lapsed, audit: audit)
             }
-            throw LicenseError(.resourceExhausted, .leaseLapsed, "the lease lapsed and all \(limit) seats of license \(license.id) are in use")
+            throw LicenseError(
+                .resourceExhausted, .leaseLapsed, "the lease lapsed and all \(limit) seats of license \(license.id) are in use",
+                details: ["seats_total": String(limit), "seats_used": String(used)]
+            )
         }
         try await backend("the repository") { try await repository.updateLease(session: session.id, expiresAt: lease.expiresAt) }
 

@@ -102,6 +102,7 @@ extension WireStatus {
         reason = error.reason.rawValue
         message = error.message
         if let retry = error.retryAfter { retryAfterMs = UInt64(max(0, retry.milliseconds)) }
+        details = error.details
     }
 
     /// Whether the status is OK.

@@ -32,11 +32,14 @@ struct TestServer: Sendable {
         clock: ManualWallClock = ManualWallClock(start: SystemWallClock().now()),
         redis: RedisConfiguration? = nil,
         postgres: PostgresSettings? = nil,
+        dataDirectory: String? = nil,
+        port: Int = 0,
         configure: @Sendable (inout ServerConfiguration) -> Void = { _ in },
         _ body: @Sendable (TestServer) async throws -> Void
     ) async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("licensed-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A given data folder outlives the run (a restart reuses it); a fresh one is removed.
+        let dir = dataDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("licensed-\(UUID().uuidString)").path
+        defer { if dataDirectory == nil { try? FileManager.default.removeItem(atPath: dir) } }
         var settings = ServerEnvironment.Settings(dataDirectory: dir)
         settings.bootstrapAPIKey = bootstrapKey
         settings.redis = redis
@@ -49,7 +52,7 @@ struct TestServer: Sendable {
         }()
         try await ServerEnvironment.with(settings, clock: clock, logger: logger) { environment in
             var configuration = ServerConfiguration(tls: environment.tls)
-            configuration.port = 0
+            configuration.port = port
             configure(&configuration)
             let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
             let server = LicenseServer(
@@ -88,7 +91,7 @@ struct TestServer: Sendable {
     }
 
     /// Creates a tenant, a license of `seats` seats and `users` users over the wire; returns their API keys.
-    func setUpLicense(_ license: String = "acme-pro", seats: UInt32, users: Int, leaseTTL: UInt32 = 0, heartbeat: UInt32 = 0) async throws -> [String] {
+    func setUpLicense(_ license: String = "acme-pro", seats: UInt32, users: Int, leaseTTL: UInt32 = 0, heartbeat: UInt32 = 0, offlineGrace: UInt32 = 0) async throws -> [String] {
         let admin = try await connect()
         var tenant = Coditect_License_V1_CreateTenantRequest()
         tenant.id = "t-" + license
@@ -101,6 +104,7 @@ struct TestServer: Sendable {
         request.seats = seats
         request.leaseTtlS = leaseTTL
         request.heartbeatIntervalS = heartbeat
+        request.offlineGraceS = offlineGrace
         _ = try await admin.call(.createLicense(request))
         var keys: [String] = []
         for i in 0..<users {

@@ -352,6 +352,10 @@ public nonisolated struct Coditect_License_V1_Status: Sendable {
   /// When set, the earliest time (from now) at which retrying may succeed.
   public var retryAfterMs: UInt64 = 0
 
+  /// Machine-readable facts about a failure, so clients need not parse `message`. With NO_SEATS
+  /// and LEASE_LAPSED: "seats_total" (the license's seat count) and "seats_used".
+  public var details: Dictionary<String,String> = [:]
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum Code: SwiftProtobuf.Enum, Swift.CaseIterable {
@@ -1619,7 +1623,7 @@ nonisolated extension Coditect_License_V1_ServerFrame: SwiftProtobuf.Message, Sw
 
 nonisolated extension Coditect_License_V1_Status: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Status"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0\u{1}reason\0\u{3}retry_after_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0\u{1}reason\0\u{3}retry_after_ms\0\u{1}details\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1631,6 +1635,7 @@ nonisolated extension Coditect_License_V1_Status: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.retryAfterMs) }()
+      case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.details) }()
       default: break
       }
     }
@@ -1649,6 +1654,9 @@ nonisolated extension Coditect_License_V1_Status: SwiftProtobuf.Message, SwiftPr
     if self.retryAfterMs != 0 {
       try visitor.visitSingularUInt64Field(value: self.retryAfterMs, fieldNumber: 4)
     }
+    if !self.details.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.details, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1657,6 +1665,7 @@ nonisolated extension Coditect_License_V1_Status: SwiftProtobuf.Message, SwiftPr
     if lhs.message != rhs.message {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs.retryAfterMs != rhs.retryAfterMs {return false}
+    if lhs.details != rhs.details {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,80 @@
+import LicenseCore
+import Synchronization
+
+/// How ``LicenseClient/withLease(licenseID:options:_:)`` acquires and keeps a seat.
+public struct LeaseOptions: Sendable {
+    /// The idempotency key of the acquire (default: a new UUID; retries reuse it).
+    public var idempotencyKey: String?
+    /// Shown to administrators with the session (e.g. `["app": "coditect", "version": "2.3"]`).
+    public var clientInfo: [String: String] = [:]
+    /// When the server is unreachable at start, run on the lease stored by the previous run on
+    /// this machine (after verifying its token offline) until its grace horizon. Default true.
+    public var startOffline = true
+    /// How long the first acquire retries transient failures (default: the client's retry budget).
+    public var acquireBudget: Duration?
+    /// How long the release on exit may take (default 3 s); if it fails, the seat frees itself
+    /// when its lease lapses.
+    public var releaseTimeout: Duration = .seconds(3)
+
+    /// Default options.
+    public init() {}
+}
+
+/// A lease being kept by ``LicenseClient/withLease(licenseID:options:_:)``: its current grant and
+/// status, and the events that change them.
+public final class Lease: Sendable {
+    /// Where the lease stands.
+    public enum Status: Hashable, Sendable {
+        /// Heartbeats succeed.
+        case active
+        /// The server cannot be reached; licensed until the grace horizon (server time).
+        case offline(graceUntil: Timestamp)
+        /// The lease is over, for this reason (`GRACE_EXPIRED`, `SESSION_REVOKED`, `RELEASED`, or
+        /// the server's refusal).
+        case ended(LicenseCallError)
+    }
+
+    /// The license this lease is for.
+    public let licenseID: String
+    /// Lease events in order (single consumer; the 256 newest are kept if nobody reads them).
+    public let events: AsyncStream<LeaseEvent>
+    private let continuation: AsyncStream<LeaseEvent>.Continuation
+    let machine: Mutex<LeaseStateMachine>
+
+    init(licenseID: String, machine: LeaseStateMachine) {
+        self.licenseID = licenseID
+        self.machine = Mutex(machine)
+        (events, continuation) = AsyncStream.makeStream(of: LeaseEvent.self, bufferingPolicy: .bufferingNewest(256))
+    }
+
+    /// The current grant (session, verified token claims, times).
+    public var grant: LeaseGrant { machine.withLock { $0.grant } }
+
+    /// The license's features, from the current token.
+    public var features: [String] { grant.features }
+
+    /// Where the lease stands now.
+    public var status: Status {
+        machine.withLock { machine in
+            switch machine.state {
+            case .active: .active
+            case .offline: .offline(graceUntil: machine.grant.graceUntil)
+            case .ended(let why): .ended(why)
+            }
+        }
+    }
+
+    /// Applies `change` to the state machine and reports the events it returns.
+    @discardableResult
+    func update<T>(_ change: (inout LeaseStateMachine) -> (T, [LeaseEvent])) -> T {
+        let (result, events) = machine.withLock { change(&$0) }
+        for event in events { continuation.yield(event) }
+        return result
+    }
+
+    func emit(_ events: [LeaseEvent]) {
+        for event in events { continuation.yield(event) }
+    }
+
+    func finishEvents() { continuation.finish() }
+}
