@@ -93,6 +93,7 @@ public final class LicenseClient: Sendable {
         let budget = budget ?? configuration.retryBudget
         var failures = 0
         var reauthenticated = false
+        var retriedClosed = false
         while true {
             var connection: LicenseConnection?
             do {
@@ -106,6 +107,13 @@ public final class LicenseClient: Sendable {
                     continue
                 }
                 guard error.isTransient else { throw error }
+                if error.reason == "CONNECTION_CLOSED", !retriedClosed {
+                    // The shared connection closed under the call (a server that went away, an idle
+                    // connection dropped by a middlebox): every call is idempotent, so try once
+                    // more at once on a new connection.
+                    retriedClosed = true
+                    continue
+                }
                 failures += 1
                 let wait = max(configuration.backoff.delay(afterFailures: failures), .milliseconds(Int64(clamping: error.retryAfterMs)))
                 guard clock.monotonicTime() - start + wait <= budget else { throw error }

@@ -292,4 +292,92 @@ struct ClientLeaseTests {
             await #expect(throws: LicenseCallError.self) { _ = try await LicenseClient(configuration: bad).acquire(licenseID: "acme-pro") }
         }
     }
+
+    @Test func aRevokedSessionEndsTheLeaseAndCancelsTheBody() async throws {
+        let driver = LeaseDriver()
+        try await TestServer.run(clock: driver.serverClock) { server in
+            let keys = try await server.setUpLicense(seats: 1, users: 1)
+            let client = try driver.client([server.endpoint], key: keys[0], state: nil)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                let run = try await LeaseRun.start(client, in: &group)
+                group.addTask { await driver.record(run.lease) }
+                let admin = try await server.connect()
+                var revoke = Coditect_License_V1_RevokeSessionRequest()
+                revoke.sessionID = run.lease.grant.sessionID
+                _ = try await admin.call(.revokeSession(revoke))
+                await admin.close()
+                _ = try await driver.next("revoked") { $0 == .revoked }
+                guard case .failure(let error as LicenseCallError) = await run.outcome() else {
+                    Issue.record("withLease should throw SESSION_REVOKED")
+                    return
+                }
+                #expect(error.reason == "SESSION_REVOKED")
+                #expect(!driver.all.contains(.released), "a revoked seat is not released again")
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    @Test func aLeaseThatLapsedWhileAwayIsAskedForAgainAndEndsWhenTheSeatIsTaken() async throws {
+        let driver = LeaseDriver()
+        try await TestServer.run(clock: driver.serverClock) { server in
+            let keys = try await server.setUpLicense(seats: 1, users: 2)
+            let client = try driver.client([server.endpoint], key: keys[0], state: nil)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                let run = try await LeaseRun.start(client, in: &group)
+                group.addTask { await driver.record(run.lease) }
+                // The client's process is suspended (a laptop lid closed) past the lease TTL; another
+                // user takes the freed seat meanwhile.
+                driver.serverClock.advance(by: .seconds(400))
+                _ = try await driver.client([server.endpoint], key: keys[1], state: nil, hardwareID: "other").acquire(licenseID: "acme-pro")
+                let (lost, _) = try await driver.next("lost") { if case .lost = $0 { true } else { false } }
+                guard case .lost(let error) = lost else { return }
+                #expect(error.isNoSeats)
+                #expect(error.seatsTotal == 1)
+                guard case .failure(let thrown as LicenseCallError) = await run.outcome() else {
+                    Issue.record("withLease should throw NO_SEATS")
+                    return
+                }
+                #expect(thrown.isNoSeats)
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    @Test func aGoingAwayServerHandsTheLeaseToTheNextOneWithoutAnOutage() async throws {
+        let redis = try await RedisTestServer.start()
+        defer { redis.stop() }
+        let postgresServer = try await PostgresTestServer.start()
+        defer { postgresServer.stop() }
+        let postgres = try await postgresServer.createDatabase()
+        // The Redis seat store reads Redis's clock, so simulated time starts at the real time.
+        let driver = LeaseDriver(start: SystemWallClock().now())
+        let dataA = temporaryPath("licensed-a")
+        let dataB = temporaryPath("licensed-b")
+        defer { for path in [dataA, dataB] { try? FileManager.default.removeItem(atPath: path) } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let a = try await BackgroundServer.start(in: &group, clock: driver.serverClock, dataDirectory: dataA, redis: redis.configuration, postgres: postgres)
+            let b = try await BackgroundServer.start(in: &group, clock: driver.serverClock, dataDirectory: dataB, redis: redis.configuration, postgres: postgres)
+            let keys = try await a.server.setUpLicense(seats: 1, users: 1)
+            let client = try driver.client([a.server.endpoint, b.server.endpoint], key: keys[0], state: nil)
+            let run = try await LeaseRun.start(client, in: &group)
+            group.addTask { await driver.record(run.lease) }
+            await a.stop()
+            let (renewed, advanced) = try await driver.next("renewed by the other server", where: isRenewed)
+            #expect(advanced >= .seconds(301) && advanced <= .milliseconds(301_500), "the server's reconnect delay (1 s, up to 25% jitter) was honoured (Redis's clock runs a few ms ahead)")
+            guard case .renewed(let grant) = renewed else { return }
+            #expect(grant.sessionID == run.lease.grant.sessionID)
+            #expect(!driver.all.contains(where: isUnreachable), "no outage was reported")
+            run.finish()
+            guard case .success = await run.outcome() else { Issue.record("withLease failed"); return }
+            let admin = try await b.server.connect()
+            var request = Coditect_License_V1_ListSessionsRequest()
+            request.licenseID = "acme-pro"
+            request.includeEnded = true
+            #expect(try await admin.call(.listSessions(request)).sessions.sessions.map(\.endReason) == ["released"])
+            await admin.close()
+            await b.stop()
+            try await group.waitForAll()
+        }
+    }
 }
