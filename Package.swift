@@ -167,6 +167,17 @@ let package = Package(
             path: "Benchmarks/LicenseBench",
             swiftSettings: strict
         ),
+        // An example program that uses the client library the way CODITECT does.
+        .executableTarget(
+            name: "license-example",
+            dependencies: [
+                "LicenseClient", "LicenseCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/LicenseExample",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "LicenseCoreTests",
             dependencies: ["LicenseCore", "LicenseEmbedded", "LicenseTokens", "LicenseRedis", "LicensePostgres", "BackendTestSupport"],
