@@ -265,6 +265,15 @@ struct ClientLeaseTests {
             // Expired: past the grace horizon (plus the verifier's one-minute leeway).
             driver.advance(by: .seconds(86_400 + 61))
             await rejected(grant.token, "TOKEN_EXPIRED")
+
+            // Keys cached longer than their lifetime (7 days) are not trusted offline; online they
+            // are fetched again.
+            driver.advance(by: .seconds(7 * 86_400))
+            await rejected(grant.token, "KEYS_UNAVAILABLE")
+            let reloaded = try driver.client([server.endpoint], key: keys[0], state: state)
+            await rejected(grant.token, by: reloaded, "KEYS_UNAVAILABLE")
+            try await reloaded.refreshKeys()
+            await rejected(grant.token, by: reloaded, "TOKEN_EXPIRED")
         }
     }
 
@@ -382,6 +391,50 @@ struct ClientLeaseTests {
             await admin.close()
             await b.stop()
             try await group.waitForAll()
+        }
+    }
+
+    @Test func unavailableServersAreRetriedWithGrowingBackoffWithinTheBudget() async throws {
+        let driver = LeaseDriver()
+        let dead = [try FreePort.next(), try FreePort.next()].map { LicenseServerEndpoint(host: "127.0.0.1", port: $0) }
+        var configuration = LicenseClientConfiguration(endpoints: dead, credentials: .apiKey("lk_unused_key_0000000000000000000"))
+        configuration.clock = driver.clock
+        configuration.stateDirectory = nil
+        configuration.hardwareID = "machine-1"
+        configuration.retryBudget = .seconds(10)
+        configuration.backoff = Backoff(initial: .seconds(1), maximum: .seconds(4))
+        let client = try LicenseClient(configuration: configuration)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let (sleeps, sleeping) = AsyncStream.makeStream(of: Void.self)
+            driver.clock.observeSleeps { sleeping.yield() }
+            let (outcomes, outcome) = AsyncStream.makeStream(of: LicenseCallError?.self)
+            group.addTask {
+                do {
+                    _ = try await client.acquire(licenseID: "acme-pro")
+                    outcome.yield(nil)
+                } catch let error as LicenseCallError {
+                    outcome.yield(error)
+                }
+                outcome.finish()
+                sleeping.finish()
+            }
+            var waits: [Duration] = []
+            for await _ in sleeps {
+                guard let wake = driver.clock.nextWake else { continue }
+                waits.append(wake)
+                driver.clock.advance(by: wake)
+            }
+            var results = outcomes.makeAsyncIterator()
+            let error = try #require(await results.next() ?? nil)
+            #expect(error.code == .unavailable)
+            #expect(error.reason == "CONNECT_FAILED")
+            // 1 s, 2 s, 4 s (each jittered to 50–100%), capped at 4 s, and never past the 10 s budget.
+            #expect(waits.count >= 2)
+            #expect(waits.reduce(.zero, +) <= .seconds(10))
+            for (index, wait) in waits.enumerated() {
+                let ceiling = min(Duration.seconds(1) * Double(1 << index), .seconds(4))
+                #expect(wait >= ceiling / 2 && wait <= ceiling, "wait \(index): \(wait)")
+            }
         }
     }
 }
