@@ -21,6 +21,7 @@ public final class LicenseServer: Service {
     private let logger: Logger
     private let onListening: @Sendable (SocketAddress) -> Void
     private let connections = Meter(label: "licensed_connections")
+    private let sessionNotices = SessionNotices()
 
     /// Creates the server. `onListening` is called with the bound address once listening
     /// (tests use it to learn an ephemeral port).
@@ -76,7 +77,11 @@ public final class LicenseServer: Service {
 
     private func serve(_ connection: NIOAsyncChannel<InboundEvent, ByteBuffer>) async {
         connections.increment()
-        defer { connections.decrement() }
+        let connectionID = sessionNotices.connectionID()
+        defer {
+            connections.decrement()
+            sessionNotices.closed(connectionID)
+        }
         let channel = connection.channel
         let machine = LockedStateMachine()
         let limiter = InFlightLimiter(slots: configuration.maxInFlightPerConnection)
@@ -114,7 +119,7 @@ public final class LicenseServer: Service {
                                     if machine.withLock({ $0.fatal() }) == .close { answer.finish() }
                                     return
                                 case .frame(let body):
-                                    await self.handleFrame(body, machine: machine, limiter: limiter, answer: answer, group: &group, dispatcher: dispatcher)
+                                    await self.handleFrame(body, connectionID: connectionID, machine: machine, limiter: limiter, answer: answer, group: &group, dispatcher: dispatcher)
                                 }
                             }
                         } catch {
@@ -139,7 +144,7 @@ public final class LicenseServer: Service {
     }
 
     private func handleFrame(
-        _ body: ByteBuffer, machine: LockedStateMachine, limiter: InFlightLimiter,
+        _ body: ByteBuffer, connectionID: UInt64, machine: LockedStateMachine, limiter: InFlightLimiter,
         answer: AsyncStream<ServerFrame>.Continuation, group: inout DiscardingTaskGroup, dispatcher: Dispatcher
     ) async {
         let request: ClientFrame
@@ -169,8 +174,11 @@ public final class LicenseServer: Service {
             }
             answer.yield(frame)
         case .dispatch(let principal):
+            let notices = sessionNotices
             group.addTask {
-                answer.yield(await dispatcher.handle(request, as: principal))
+                let frame = await dispatcher.handle(request, as: principal)
+                notices.answered(request, with: frame, on: connectionID, notices: answer)
+                answer.yield(frame)
             }
         }
     }

@@ -133,9 +133,10 @@ final class LeaseDriver: Sendable {
     var all: [LeaseEvent] { events.withLock { $0 } }
 
     /// The next event (after those already returned) matching `match`, advancing simulated time
-    /// as needed, at most `limit`. Returns it and how much simulated time passed.
+    /// as needed (unless `advancing` is false), at most `limit`. Returns it and how much simulated
+    /// time passed.
     @discardableResult
-    func next(_ what: String, limit: Duration = .seconds(48 * 3600), where match: (LeaseEvent) -> Bool) async throws -> (event: LeaseEvent, advanced: Duration) {
+    func next(_ what: String, limit: Duration = .seconds(48 * 3600), advancing: Bool = true, where match: (LeaseEvent) -> Bool) async throws -> (event: LeaseEvent, advanced: Duration) {
         var advanced = Duration.zero
         while true {
             let found: LeaseEvent? = events.withLock { events in
@@ -146,7 +147,7 @@ final class LeaseDriver: Sendable {
                 }
             }
             if let found { return (found, advanced) }
-            if let wake = clock.nextWake {
+            if advancing, let wake = clock.nextWake {
                 guard advanced + wake <= limit else {
                     Issue.record("no \(what) within \(limit) of simulated time; events: \(all)")
                     throw LicenseCallError(code: .deadlineExceeded, reason: "TEST", message: "no \(what)")

@@ -1,0 +1,45 @@
+import LicenseWire
+import Synchronization
+
+/// Which connection holds which session, so that a revocation reaches the holder at once as a
+/// `session_revoked` notice (besides failing its next heartbeat).
+///
+/// A session is held by the connection that last acquired or renewed it; it is forgotten on
+/// release and when that connection ends. The registry is per daemon: a revocation made on another
+/// replica reaches the holder through its next heartbeat instead.
+final class SessionNotices: Sendable {
+    private struct Holder {
+        var connection: UInt64
+        var notices: AsyncStream<ServerFrame>.Continuation
+    }
+
+    private let holders = Mutex<[String: Holder]>([:])
+    private let nextConnection = Atomic<UInt64>(1)
+
+    /// A new id for a connection.
+    func connectionID() -> UInt64 { nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue }
+
+    /// Records what a successful answer on `connection` means for the registry.
+    func answered(_ request: ClientFrame, with answer: ServerFrame, on connection: UInt64, notices: AsyncStream<ServerFrame>.Continuation) {
+        guard answer.status.isOK else { return }
+        switch request.call {
+        case .acquire:
+            holders.withLock { $0[answer.acquire.sessionID] = Holder(connection: connection, notices: notices) }
+        case .heartbeat(let heartbeat):
+            holders.withLock { $0[heartbeat.sessionID] = Holder(connection: connection, notices: notices) }
+        case .release(let release):
+            _ = holders.withLock { $0.removeValue(forKey: release.sessionID) }
+        case .revokeSession(let revoke):
+            if let holder = holders.withLock({ $0.removeValue(forKey: revoke.sessionID) }) {
+                holder.notices.yield(.sessionRevoked(revoke.sessionID))
+            }
+        default:
+            break
+        }
+    }
+
+    /// Forgets every session held by `connection` (it closed).
+    func closed(_ connection: UInt64) {
+        holders.withLock { holders in holders = holders.filter { $0.value.connection != connection } }
+    }
+}
