@@ -40,6 +40,8 @@ public final class Lease: Sendable {
     public let events: AsyncStream<LeaseEvent>
     private let continuation: AsyncStream<LeaseEvent>.Continuation
     let machine: Mutex<LeaseStateMachine>
+    /// How many events were put on `events` (tests wait until they have read as many).
+    let emitted = Atomic<Int>(0)
 
     init(licenseID: String, machine: LeaseStateMachine) {
         self.licenseID = licenseID
@@ -68,12 +70,15 @@ public final class Lease: Sendable {
     @discardableResult
     func update<T>(_ change: (inout LeaseStateMachine) -> (T, [LeaseEvent])) -> T {
         let (result, events) = machine.withLock { change(&$0) }
-        for event in events { continuation.yield(event) }
+        emit(events)
         return result
     }
 
     func emit(_ events: [LeaseEvent]) {
-        for event in events { continuation.yield(event) }
+        for event in events {
+            emitted.add(1, ordering: .sequentiallyConsistent)
+            continuation.yield(event)
+        }
     }
 
     func finishEvents() { continuation.finish() }

@@ -14,11 +14,12 @@ import Testing
 struct ClientLeaseTests {
     func sessions(_ server: TestServer) async throws -> [Coditect_License_V1_SessionInfo] {
         let admin = try await server.connect()
-        defer { Task { await admin.close() } }
         var request = Coditect_License_V1_ListSessionsRequest()
         request.licenseID = "acme-pro"
         request.includeEnded = true
-        return try await admin.call(.listSessions(request)).sessions.sessions
+        let answer = await Result { try await admin.call(.listSessions(request)).sessions.sessions }
+        await admin.close()
+        return try answer.get()
     }
 
     func isRenewed(_ event: LeaseEvent) -> Bool { if case .renewed = event { true } else { false } }
@@ -70,13 +71,21 @@ struct ClientLeaseTests {
             await #expect(throws: Failure.self) {
                 try await client.withLease(licenseID: "acme-pro") { _ in throw Failure() }
             }
-            let task = Task {
-                try await client.withLease(licenseID: "acme-pro") { _ in try await Task.sleep(for: .seconds(600)) }
+            // A scope that is cancelled while its body waits (on the manual clock, which never moves).
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                let (holding, held) = AsyncStream.makeStream(of: Void.self)
+                group.addTask {
+                    await #expect(throws: CancellationError.self) {
+                        try await client.withLease(licenseID: "acme-pro") { _ in
+                            held.yield()
+                            try await driver.clock.sleep(for: .seconds(600))
+                        }
+                    }
+                }
+                for await _ in holding { break }
+                group.cancelAll()
+                try await group.waitForAll()
             }
-            // Wait until the second lease holds the seat, then cancel its scope.
-            while try await sessions(server).filter({ $0.endedAtMs == 0 }).isEmpty { await Task.yield() }
-            task.cancel()
-            await #expect(throws: CancellationError.self) { try await task.value }
             let all = try await sessions(server)
             #expect(all.count == 2)
             #expect(all.allSatisfy { $0.endReason == "released" })

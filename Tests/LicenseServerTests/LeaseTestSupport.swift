@@ -1,5 +1,5 @@
 import Foundation
-import LicenseClient
+@testable import LicenseClient
 import LicenseCore
 import LicensePostgres
 import LicenseRedis
@@ -106,6 +106,7 @@ final class LeaseDriver: Sendable {
     let clock: ManualLeaseClock
     let serverClock: ManualWallClock
     private let events = Mutex<[LeaseEvent]>([])
+    private let recorded = Mutex<Lease?>(nil)
     private let consumed = Mutex(0)
     private let changes: AsyncStream<Void>
     private let changed: AsyncStream<Void>.Continuation
@@ -122,6 +123,7 @@ final class LeaseDriver: Sendable {
 
     /// Collects `lease`'s events until it ends (run it in a child task).
     func record(_ lease: Lease) async {
+        recorded.withLock { $0 = lease }
         for await event in lease.events {
             events.withLock { $0.append(event) }
             changed.yield()
@@ -147,7 +149,7 @@ final class LeaseDriver: Sendable {
                 }
             }
             if let found { return (found, advanced) }
-            if advancing, let wake = clock.nextWake {
+            if advancing, caughtUp, let wake = clock.nextWake {
                 guard advanced + wake <= limit else {
                     Issue.record("no \(what) within \(limit) of simulated time; events: \(all)")
                     throw LicenseCallError(code: .deadlineExceeded, reason: "TEST", message: "no \(what)")
@@ -162,12 +164,22 @@ final class LeaseDriver: Sendable {
     /// Lets `duration` of simulated time pass, waking every sleeper on the way.
     func pass(_ duration: Duration) async throws {
         var advanced = Duration.zero
-        while let wake = clock.nextWake, advanced + wake <= duration {
-            advance(by: wake)
-            advanced += wake
+        while true {
+            if caughtUp, let wake = clock.nextWake {
+                guard advanced + wake <= duration else { break }
+                advance(by: wake)
+                advanced += wake
+            }
             guard await iterator.next() != nil else { throw CancellationError() }
         }
         advance(by: duration - advanced)
+    }
+
+    /// Whether every event the lease emitted has been recorded. Time only moves when it has: a
+    /// lease emits its events before it sleeps, so an event not yet read is never skipped past.
+    private var caughtUp: Bool {
+        guard let lease = recorded.withLock({ $0 }) else { return false }
+        return lease.emitted.load(ordering: .sequentiallyConsistent) == events.withLock { $0.count }
     }
 
     /// Moves both clocks.
