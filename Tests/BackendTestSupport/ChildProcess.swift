@@ -23,6 +23,10 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else the test process has open reaches the child. Without this, a server started
+        // while another test holds a pipe to a helper (the JOSE check's python3) inherits the
+        // pipe's write end, and the helper never sees end-of-input: a hang the CI run found.
+        guard closeFrom(&actions, 3) == 0 else { throw TestServerError("posix_spawn_file_actions_addclosefrom_np failed") }
         // The spawning thread may block signals (runtimes do); the child must not inherit that,
         // or it would ignore the SIGTERM that stops it.
         var attributes = posix_spawnattr_t()
@@ -160,3 +164,13 @@ public func makeTemporaryDirectory(_ prefix: String) throws -> String {
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
+
+/// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), which Swift's Glibc module does not
+/// export; looked up once by name.
+private let closeFrom: @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32 = {
+    guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else {
+        fatalError("glibc 2.34 or later is needed (posix_spawn_file_actions_addclosefrom_np)")
+    }
+    return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+}()
+
