@@ -33,8 +33,7 @@ struct ClientLeaseTests {
             let keys = try await server.setUpLicense(seats: 1, users: 1)
             let client = try driver.client([server.endpoint], key: keys[0], state: state)
             try await withThrowingTaskGroup(of: Void.self) { group in
-                let run = try await LeaseRun.start(client, in: &group)
-                group.addTask { await driver.record(run.lease) }
+                let run = try await driver.start(client, in: &group)
                 let (acquired, _) = try await driver.next("acquired") { if case .acquired = $0 { true } else { false } }
                 guard case .acquired(let grant) = acquired else { return }
                 #expect(grant.graceUntil == driver.serverClock.now().advanced(by: .seconds(86_400)))
@@ -126,8 +125,7 @@ struct ClientLeaseTests {
             let keys = try await first.server.setUpLicense(seats: 1, users: 1)
             let endpoint = first.server.endpoint
             let client = try driver.client([endpoint], key: keys[0], state: state)
-            let run = try await LeaseRun.start(client, in: &group)
-            group.addTask { await driver.record(run.lease) }
+            let run = try await driver.start(client, in: &group)
             let (acquired, _) = try await driver.next("acquired") { if case .acquired = $0 { true } else { false } }
             guard case .acquired(let grant) = acquired else { return }
 
@@ -161,8 +159,7 @@ struct ClientLeaseTests {
             let server = try await BackgroundServer.start(in: &group, clock: driver.serverClock, dataDirectory: data)
             let keys = try await server.server.setUpLicense(seats: 1, users: 1, offlineGrace: 1800)
             let client = try driver.client([server.server.endpoint], key: keys[0], state: nil)
-            let run = try await LeaseRun.start(client, in: &group)
-            group.addTask { await driver.record(run.lease) }
+            let run = try await driver.start(client, in: &group)
             let start = driver.serverClock.now()
             await server.stop()
             _ = try await driver.next("server unreachable", where: isUnreachable)
@@ -202,8 +199,7 @@ struct ClientLeaseTests {
             let restarted = try driver.client([endpoint], key: keys[0], state: state)
             var options = LeaseOptions()
             options.acquireBudget = .zero
-            let run = try await LeaseRun.start(restarted, options: options, in: &group)
-            group.addTask { await driver.record(run.lease) }
+            let run = try await driver.start(restarted, options: options, in: &group)
             let (unreachable, _) = try await driver.next("running on grace", where: isUnreachable)
             #expect(unreachable == .serverUnreachable(graceUntil: grant.graceUntil, error: LicenseCallError(code: .unavailable, reason: "CONNECT_FAILED", message: "cannot connect to 127.0.0.1:\(endpoint.port)")))
             _ = try await driver.next("clock turned back") { $0 == .clockTurnedBack }
@@ -321,8 +317,7 @@ struct ClientLeaseTests {
             let keys = try await server.setUpLicense(seats: 1, users: 1)
             let client = try driver.client([server.endpoint], key: keys[0], state: nil)
             try await withThrowingTaskGroup(of: Void.self) { group in
-                let run = try await LeaseRun.start(client, in: &group)
-                group.addTask { await driver.record(run.lease) }
+                let run = try await driver.start(client, in: &group)
                 let admin = try await server.connect()
                 var revoke = Coditect_License_V1_RevokeSessionRequest()
                 revoke.sessionID = run.lease.grant.sessionID
@@ -348,8 +343,7 @@ struct ClientLeaseTests {
             let keys = try await server.setUpLicense(seats: 1, users: 2)
             let client = try driver.client([server.endpoint], key: keys[0], state: nil)
             try await withThrowingTaskGroup(of: Void.self) { group in
-                let run = try await LeaseRun.start(client, in: &group)
-                group.addTask { await driver.record(run.lease) }
+                let run = try await driver.start(client, in: &group)
                 // The client's process is suspended (a laptop lid closed) past the lease TTL; another
                 // user takes the freed seat meanwhile.
                 driver.serverClock.advance(by: .seconds(400))
@@ -384,8 +378,7 @@ struct ClientLeaseTests {
             let b = try await BackgroundServer.start(in: &group, clock: driver.serverClock, dataDirectory: dataB, redis: redis.configuration, postgres: postgres)
             let keys = try await a.server.setUpLicense(seats: 1, users: 1)
             let client = try driver.client([a.server.endpoint, b.server.endpoint], key: keys[0], state: nil)
-            let run = try await LeaseRun.start(client, in: &group)
-            group.addTask { await driver.record(run.lease) }
+            let run = try await driver.start(client, in: &group)
             await a.stop()
             let (renewed, advanced) = try await driver.next("renewed by the other server", where: isRenewed)
             #expect(advanced >= .seconds(301) && advanced <= .milliseconds(301_500), "the server's reconnect delay (1 s, up to 25% jitter) was honoured (Redis's clock runs a few ms ahead)")

@@ -121,8 +121,15 @@ final class LeaseDriver: Sendable {
         clock.observeSleeps { changed.yield() }
     }
 
+    /// Starts `client.withLease` in `group` (see ``LeaseRun``) and records its events.
+    func start(_ client: LicenseClient, options: LeaseOptions = LeaseOptions(), in group: inout ThrowingTaskGroup<Void, any Error>) async throws -> LeaseRun {
+        let run = try await LeaseRun.start(client, options: options, in: &group)
+        group.addTask { await self.record(run.lease) }
+        return run
+    }
+
     /// Collects `lease`'s events until it ends (run it in a child task).
-    func record(_ lease: Lease) async {
+    private func record(_ lease: Lease) async {
         recorded.withLock { $0 = lease }
         for await event in lease.events {
             events.withLock { $0.append(event) }
