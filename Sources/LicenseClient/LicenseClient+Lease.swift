@@ -16,8 +16,9 @@ extension LicenseClient {
         _ body: @escaping @Sendable (Lease) async throws -> T
     ) async throws -> T {
         let lease = try await startLease(licenseID: licenseID, options: options)
+        let outcome: LeaseOutcome<T>
         do {
-            let outcome = try await withRevocations { revocations in
+            outcome = try await withRevocations { revocations in
                 try await withThrowingTaskGroup(of: LeaseOutcome<T>.self) { group in
                     group.addTask { .body(try await body(lease)) }
                     group.addTask { .ended(try await self.maintain(lease, options: options)) }
@@ -39,21 +40,23 @@ extension LicenseClient {
                     return .idle
                 }
             }
-            switch outcome {
-            case .body(let value):
-                await finish(lease, options: options)
-                return value
-            case .ended(let why):
-                lease.finishEvents()
-                if why.reason != "GRACE_EXPIRED" { store?.removeLease(licenseID) }
-                throw why
-            case .idle:
-                await finish(lease, options: options)
-                throw CancellationError()
-            }
         } catch {
+            // The body threw (or the scope was cancelled): give the seat back.
             await finish(lease, options: options)
             throw error
+        }
+        switch outcome {
+        case .body(let value):
+            await finish(lease, options: options)
+            return value
+        case .ended(let why):
+            // Nothing to release: the lease is over on the server's side too, or unreachable.
+            lease.finishEvents()
+            if why.reason != "GRACE_EXPIRED" { store?.removeLease(licenseID) }
+            throw why
+        case .idle:
+            await finish(lease, options: options)
+            throw CancellationError()
         }
     }
 
