@@ -32,7 +32,7 @@ struct ClientStateStore: Sendable {
     /// The store for `endpoints` + `issuer` under `root`; nothing is created until the first write.
     init(root: String, endpoints: [LicenseServerEndpoint], issuer: String) {
         let identity = ([issuer] + endpoints.map { "\($0.host):\($0.port)" }.sorted()).joined(separator: "\n")
-        let digest = SHA256.hash(data: Data(identity.utf8)).map { String(format: "%02x", $0) }.joined()
+        let digest = Hex.encode(SHA256.hash(data: Data(identity.utf8)))
         directory = root + "/servers/" + digest.prefix(16)
     }
 
@@ -48,7 +48,7 @@ struct ClientStateStore: Sendable {
 
     /// License ids are `[A-Za-z0-9._-]`, but the file name must not depend on that: hex of the id.
     private static func leaseFile(_ licenseID: String) -> String {
-        "lease-" + Data(licenseID.utf8).map { String(format: "%02x", $0) }.joined() + ".json"
+        "lease-" + Hex.encode(licenseID.utf8) + ".json"
     }
 
     private func load<T: Decodable>(_ type: T.Type, _ name: String) -> T? {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import LicenseCore
 
 /// A stable, anonymous identifier of this machine, sent as the `hardware_id` of each acquire.
 ///
@@ -76,7 +77,7 @@ public struct HardwareFingerprint: Sendable {
 
     static func hash(_ domain: String, _ lines: [String]) -> String {
         let input = ([domain] + lines).joined(separator: "\n")
-        return SHA256.hash(data: Data(input.utf8)).map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(SHA256.hash(data: Data(input.utf8)))
     }
 
     // MARK: - Sources (Linux paths; missing files simply contribute nothing)

@@ -27,7 +27,7 @@ public final class RedisSeatStore: SeatStore {
         return text
     }()
     /// The SHA-1 of the seat script, as EVALSHA and SCRIPT EXISTS name it.
-    public static let scriptSHA: String = Insecure.SHA1.hash(data: Array(script.utf8)).map { String(format: "%02x", $0) }.joined()
+    public static let scriptSHA: String = Hex.encode(Insecure.SHA1.hash(data: Array(script.utf8)))
 
     /// - Parameters:
     ///   - client: The Redis client (standalone or cluster).
