@@ -49,10 +49,11 @@ enum SecureFile {
         return data
     }
 
-    /// Writes `data` to `path` atomically (a 0600 temporary file renamed over it).
+    /// Writes `data` to `path` atomically (a 0600 temporary file renamed over it). Each write has
+    /// its own temporary name, so two leases storing the same file at once cannot remove each
+    /// other's temporary file.
     static func write(_ data: Data, to path: String) throws {
-        let temporary = path + ".tmp-\(getpid())"
-        unlink(temporary)
+        let temporary = path + ".tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw failure("cannot write \(path): \(String(cString: strerror(errno)))") }
         let written = data.withUnsafeBytes { posixWrite(fd, $0.baseAddress, $0.count) }
