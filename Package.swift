@@ -59,6 +59,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // OIDC ID-token sign-in: trusted issuers, JWKS fetched over HTTPS and cached.
+        .target(
+            name: "LicenseIdentity",
+            dependencies: [
+                "LicenseCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // Embedded default backends: in-process seat store and SQLite repository.
         .target(
             name: "LicenseEmbedded",
@@ -111,7 +126,7 @@ let package = Package(
         .target(
             name: "LicenseServer",
             dependencies: [
-                "LicenseCore", "LicenseWire", "LicenseTokens", "LicenseEmbedded", "LicenseRedis", "LicensePostgres",
+                "LicenseCore", "LicenseWire", "LicenseTokens", "LicenseEmbedded", "LicenseRedis", "LicensePostgres", "LicenseIdentity",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -11,10 +11,7 @@ public enum APIKey {
 
     /// The hash under which a key is stored and looked up (lowercase hex SHA-256).
     public static func hash(_ key: String) -> String {
-        SHA256.hash(data: Array(key.utf8)).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        Hex.encode(SHA256.hash(data: Array(key.utf8)))
     }
 
     /// Whether the text has the shape of an API key (checked before any lookup).
@@ -27,10 +24,12 @@ public enum APIKey {
 /// Turns the credential of a `Hello` into a principal.
 public struct Authenticator: Sendable {
     private let repository: any LicenseRepository
+    private let clock: any WallClock
     private let logger: Logger
 
-    public init(repository: any LicenseRepository, logger: Logger = Logger(label: "coditect.license.auth")) {
+    public init(repository: any LicenseRepository, clock: any WallClock = SystemWallClock(), logger: Logger = Logger(label: "coditect.license.auth")) {
         self.repository = repository
+        self.clock = clock
         self.logger = logger
     }
 
@@ -39,14 +38,82 @@ public struct Authenticator: Sendable {
     public func authenticate(apiKey: String) async throws -> Principal {
         let rejected = LicenseError(.unauthenticated, .invalidCredential, "the credential was not accepted")
         guard APIKey.isWellFormed(apiKey) else { throw rejected }
-        let user = try await callingBackend("the repository", logger: logger) { try await repository.user(apiKeyHash: APIKey.hash(apiKey)) }
+        let user = try await backend { try await repository.user(apiKeyHash: APIKey.hash(apiKey)) }
         guard let user, !user.disabled else { throw rejected }
-        if let tenantID = user.tenantID {
-            guard let tenant = try await callingBackend("the repository", logger: logger, { try await repository.tenant(tenantID) }) else { throw rejected }
-            guard tenant.status == .active else {
-                throw LicenseError(.permissionDenied, .tenantSuspended, "the tenant is suspended")
-            }
-        }
+        try await requireActiveTenant(of: user, rejected: rejected)
         return user.principal
+    }
+
+    /// Maps a verified ID token to the one user it names, in exactly one tenant:
+    ///
+    /// 1. the user already bound to the token's `iss` + `sub`;
+    /// 2. else the one unbound user created with the token's verified e-mail, which is then bound;
+    /// 3. else, when the tenant (chosen by the token's identity-provider tenant if present, or by
+    ///    the e-mail's domain) provisions by e-mail domain, a new user of that tenant.
+    ///
+    /// Where the token names an identity-provider tenant, the user must belong to the tenant
+    /// mapped to it. Everything else is refused with `IDENTITY_NOT_PROVISIONED`.
+    public func authenticate(identity: VerifiedIdentity) async throws -> Principal {
+        let refused = LicenseError(.permissionDenied, .identityNotProvisioned, "this identity is not a user of any tenant; ask your administrator")
+        let mappedTenant: Tenant?
+        if let identityTenant = identity.identityTenant {
+            let tenants = try await backend { try await repository.tenants(identityTenant: identityTenant) }
+            guard tenants.count == 1 else { throw refused }
+            mappedTenant = tenants[0]
+        } else {
+            mappedTenant = nil
+        }
+        func check(_ user: User) async throws -> Principal {
+            guard !user.disabled, user.tenantID != nil else { throw LicenseError(.unauthenticated, .invalidCredential, "the credential was not accepted") }
+            if let mappedTenant, user.tenantID != mappedTenant.id { throw refused }
+            try await requireActiveTenant(of: user, rejected: refused)
+            return user.principal
+        }
+        if let user = try await backend({ try await repository.user(identity: identity.account) }) {
+            return try await check(user)
+        }
+        guard let email = identity.email, identity.emailVerified, let at = email.lastIndex(of: "@") else { throw refused }
+        let now = clock.now()
+        let candidates = try await backend { try await repository.users(email: email) }
+            .filter { $0.identity == nil && $0.tenantID != nil && (mappedTenant == nil || $0.tenantID == mappedTenant?.id) }
+        if candidates.count > 1 { throw refused }
+        if var user = candidates.first {
+            user.identity = identity.account
+            let bound = user
+            let audit = AuditEvent(at: now, tenantID: user.tenantID, actor: user.id, action: "user.bind_identity", target: user.id.rawValue)
+            try await backend { try await repository.updateUser(bound, audit: audit) }
+            return try await check(user)
+        }
+        let domain = String(email[email.index(after: at)...])
+        let tenant: Tenant
+        if let mappedTenant {
+            tenant = mappedTenant
+        } else {
+            let owners = try await backend { try await repository.tenants(emailDomain: domain) }
+            guard owners.count == 1 else { throw refused }
+            tenant = owners[0]
+        }
+        guard tenant.provisioning == .emailDomain, tenant.emailDomains.contains(domain) else { throw refused }
+        guard tenant.status == .active else { throw LicenseError(.permissionDenied, .tenantSuspended, "the tenant is suspended") }
+        let name = identity.displayName.flatMap { (try? Validation.text($0, field: "name", max: Validation.maxNameLength)) == nil ? nil : $0 } ?? email
+        let user = User(
+            id: UserID(IdentifierGenerator.make(prefix: "usr", byteCount: 8)), tenantID: tenant.id, name: name,
+            role: .tenantUser, createdAt: now, email: email, identity: identity.account
+        )
+        let audit = AuditEvent(at: now, tenantID: tenant.id, actor: user.id, action: "user.provision", target: user.id.rawValue)
+        try await backend { try await repository.createUser(user, apiKey: nil, audit: audit) }
+        return user.principal
+    }
+
+    private func requireActiveTenant(of user: User, rejected: LicenseError) async throws {
+        guard let tenantID = user.tenantID else { return }
+        guard let tenant = try await backend({ try await repository.tenant(tenantID) }) else { throw rejected }
+        guard tenant.status == .active else {
+            throw LicenseError(.permissionDenied, .tenantSuspended, "the tenant is suspended")
+        }
+    }
+
+    private func backend<T>(_ body: () async throws -> T) async throws -> T {
+        try await callingBackend("the repository", logger: logger, body)
     }
 }

@@ -10,6 +10,7 @@ public final class InMemoryLicenseRepository: LicenseRepository {
         var apiKeys: [String: APIKeyRecord] = [:]
         var sessions: [SessionID: LeaseSession] = [:]
         var audit: [AuditEvent] = []
+        var signingKeys: [StoredSigningKey] = []
     }
 
     private let state = Mutex(State())
@@ -33,6 +34,22 @@ public final class InMemoryLicenseRepository: LicenseRepository {
         state.withLock { $0.tenants.values.sorted { $0.id < $1.id } }
     }
 
+    public func updateTenant(_ tenant: Tenant, audit: AuditEvent) async throws {
+        try state.withLock { state in
+            guard state.tenants[tenant.id] != nil else { throw LicenseError.tenantNotFound() }
+            state.tenants[tenant.id] = tenant
+            state.audit.append(audit)
+        }
+    }
+
+    public func tenants(identityTenant: String) async throws -> [Tenant] {
+        state.withLock { $0.tenants.values.filter { $0.identityTenant == identityTenant }.sorted { $0.id < $1.id } }
+    }
+
+    public func tenants(emailDomain: String) async throws -> [Tenant] {
+        state.withLock { $0.tenants.values.filter { $0.emailDomains.contains(emailDomain) }.sorted { $0.id < $1.id } }
+    }
+
     public func createLicense(_ license: License, audit: AuditEvent) async throws {
         try state.withLock { state in
             guard state.tenants[license.tenantID] != nil else { throw LicenseError.tenantNotFound() }
@@ -50,11 +67,20 @@ public final class InMemoryLicenseRepository: LicenseRepository {
         }
     }
 
+    public func updateLicense(_ license: License, audit: AuditEvent) async throws {
+        try state.withLock { state in
+            guard state.licenses[license.id] != nil else { throw LicenseError.licenseNotFound() }
+            state.licenses[license.id] = license
+            state.audit.append(audit)
+        }
+    }
+
     public func createUser(_ user: User, apiKey: APIKeyRecord?, audit: AuditEvent?) async throws {
         try state.withLock { state in
             if let tenant = user.tenantID, state.tenants[tenant] == nil { throw LicenseError.tenantNotFound() }
             guard state.users[user.id] == nil else { throw Self.exists("user") }
             if let apiKey, state.apiKeys[apiKey.hash] != nil { throw Self.exists("api key") }
+            if let identity = user.identity, state.users.values.contains(where: { $0.identity == identity }) { throw Self.exists("identity") }
             state.users[user.id] = user
             if let apiKey { state.apiKeys[apiKey.hash] = apiKey }
             if let audit { state.audit.append(audit) }
@@ -64,11 +90,68 @@ public final class InMemoryLicenseRepository: LicenseRepository {
     public func user(_ id: UserID) async throws -> User? { state.withLock { $0.users[id] } }
 
     public func user(apiKeyHash: String) async throws -> User? {
-        state.withLock { state in state.apiKeys[apiKeyHash].flatMap { state.users[$0.userID] } }
+        state.withLock { state in
+            state.apiKeys[apiKeyHash].flatMap { $0.revokedAt == nil ? state.users[$0.userID] : nil }
+        }
     }
 
     public func userCount(role: Role) async throws -> Int {
         state.withLock { $0.users.values.count { $0.role == role } }
+    }
+
+    public func users(tenant: TenantID?) async throws -> [User] {
+        state.withLock { $0.users.values.filter { tenant == nil || $0.tenantID == tenant }.sorted { $0.id < $1.id } }
+    }
+
+    public func updateUser(_ user: User, audit: AuditEvent?) async throws {
+        try state.withLock { state in
+            guard state.users[user.id] != nil else { throw LicenseError(.notFound, .userUnknown, "user not found") }
+            if let identity = user.identity, state.users.values.contains(where: { $0.identity == identity && $0.id != user.id }) {
+                throw Self.exists("identity")
+            }
+            state.users[user.id] = user
+            if let audit { state.audit.append(audit) }
+        }
+    }
+
+    public func user(identity: ExternalIdentity) async throws -> User? {
+        state.withLock { $0.users.values.first { $0.identity == identity } }
+    }
+
+    public func users(email: String) async throws -> [User] {
+        state.withLock { $0.users.values.filter { $0.email == email }.sorted { $0.id < $1.id } }
+    }
+
+    public func createAPIKey(_ key: APIKeyRecord, audit: AuditEvent) async throws {
+        try state.withLock { state in
+            guard state.users[key.userID] != nil else { throw LicenseError(.notFound, .userUnknown, "user not found") }
+            guard state.apiKeys[key.hash] == nil else { throw Self.exists("api key") }
+            state.apiKeys[key.hash] = key
+            state.audit.append(audit)
+        }
+    }
+
+    public func apiKey(id: String) async throws -> APIKeyRecord? {
+        state.withLock { $0.apiKeys.values.first { $0.id == id } }
+    }
+
+    public func apiKeys(user: UserID?, tenant: TenantID?) async throws -> [APIKeyRecord] {
+        state.withLock { state in
+            state.apiKeys.values
+                .filter { (user == nil || $0.userID == user) && (tenant == nil || $0.tenantID == tenant) }
+                .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+        }
+    }
+
+    public func revokeAPIKey(id: String, at: Timestamp, replacement: APIKeyRecord?, audit: AuditEvent) async throws -> Bool {
+        try state.withLock { state in
+            guard let key = state.apiKeys.values.first(where: { $0.id == id }), key.revokedAt == nil else { return false }
+            if let replacement, state.apiKeys[replacement.hash] != nil { throw Self.exists("api key") }
+            state.apiKeys[key.hash]?.revokedAt = at
+            if let replacement { state.apiKeys[replacement.hash] = replacement }
+            state.audit.append(audit)
+            return true
+        }
     }
 
     public func insertSession(_ session: LeaseSession, audit: AuditEvent) async throws {
@@ -106,11 +189,33 @@ public final class InMemoryLicenseRepository: LicenseRepository {
         }
     }
 
+    public func sessions(user: UserID, includeEnded: Bool) async throws -> [LeaseSession] {
+        state.withLock { state in
+            state.sessions.values
+                .filter { $0.userID == user && (includeEnded || $0.endedAt == nil) }
+                .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+        }
+    }
+
     public func appendAudit(_ event: AuditEvent) async throws { state.withLock { $0.audit.append(event) } }
 
-    public func auditEvents(tenant: TenantID?, limit: Int) async throws -> [AuditEvent] {
-        state.withLock { state in
-            Array(state.audit.reversed().filter { tenant == nil || $0.tenantID == tenant }.prefix(limit))
+    public func auditEvents(_ query: AuditQuery) async throws -> [AuditEvent] {
+        state.withLock { state in Array(state.audit.reversed().filter(query.matches).prefix(query.limit)) }
+    }
+
+    public func signingKeys() async throws -> [StoredSigningKey] {
+        state.withLock { $0.signingKeys.reversed() }
+    }
+
+    public func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws {
+        try state.withLock { state in
+            guard !state.signingKeys.contains(where: { $0.keyID == key.keyID }) else { throw Self.exists("signing key") }
+            for index in state.signingKeys.indices where state.signingKeys[index].retiredAt == nil {
+                state.signingKeys[index].retiredAt = key.createdAt
+                state.signingKeys[index].publishUntil = publishRetiredUntil
+            }
+            state.signingKeys.append(key)
+            state.audit.append(audit)
         }
     }
 

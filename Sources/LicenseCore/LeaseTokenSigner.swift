@@ -51,4 +51,9 @@ public protocol LeaseTokenSigner: Sendable {
     func sign(_ claims: LeaseClaims) throws -> String
     /// The current and retired public keys as an RFC 7517 JWKS document.
     func jwksJSON() -> String
+    /// A new random key of `algorithm` (`nil`: the current key's), in the form the repository stores.
+    func makeKey(algorithm: String?, at now: Timestamp) throws -> StoredSigningKey
+    /// Adopts the repository's keys: the newest unretired key signs; retired keys stay
+    /// published until their `publishUntil`.
+    func load(_ keys: [StoredSigningKey], now: Timestamp) throws
 }

@@ -89,6 +89,11 @@ extension LicenseError {
         public static let tenantSuspended = Reason(rawValue: "TENANT_SUSPENDED")
         public static let userUnknown = Reason(rawValue: "USER_UNKNOWN")
         public static let sessionUnknown = Reason(rawValue: "SESSION_UNKNOWN")
+        public static let apiKeyUnknown = Reason(rawValue: "API_KEY_UNKNOWN")
+        /// The ID token is valid but no user of any tenant matches it (and none may be created).
+        public static let identityNotProvisioned = Reason(rawValue: "IDENTITY_NOT_PROVISIONED")
+        /// The identity provider's keys could not be fetched; retry later.
+        public static let identityProviderUnavailable = Reason(rawValue: "IDENTITY_PROVIDER_UNAVAILABLE")
         public static let sessionEnded = Reason(rawValue: "SESSION_ENDED")
         public static let sessionRevoked = Reason(rawValue: "SESSION_REVOKED")
         public static let leaseLapsed = Reason(rawValue: "LEASE_LAPSED")

@@ -11,11 +11,19 @@ public protocol LicenseRepository: Sendable {
     func createTenant(_ tenant: Tenant, audit: AuditEvent) async throws
     func tenant(_ id: TenantID) async throws -> Tenant?
     func tenants() async throws -> [Tenant]
+    /// Replaces a tenant's name, status and sign-in settings. Throws `notFound` when it does not exist.
+    func updateTenant(_ tenant: Tenant, audit: AuditEvent) async throws
+    /// The tenants whose `identityTenant` is `identityTenant`.
+    func tenants(identityTenant: String) async throws -> [Tenant]
+    /// The tenants owning the e-mail domain (lowercase).
+    func tenants(emailDomain: String) async throws -> [Tenant]
 
     func createLicense(_ license: License, audit: AuditEvent) async throws
     func license(_ id: LicenseID) async throws -> License?
     /// The licenses of one tenant, or of every tenant when `tenant` is `nil`, ordered by id.
     func licenses(tenant: TenantID?) async throws -> [License]
+    /// Replaces a license's terms and status. Throws `notFound` when it does not exist.
+    func updateLicense(_ license: License, audit: AuditEvent) async throws
 
     /// Creates a user and, when given, its first API key, in one commit.
     func createUser(_ user: User, apiKey: APIKeyRecord?, audit: AuditEvent?) async throws
@@ -24,6 +32,24 @@ public protocol LicenseRepository: Sendable {
     func user(apiKeyHash: String) async throws -> User?
     /// How many users have `role`.
     func userCount(role: Role) async throws -> Int
+    /// The users of one tenant, or every user when `tenant` is `nil`, ordered by id.
+    func users(tenant: TenantID?) async throws -> [User]
+    /// Replaces a user's name, e-mail, identity and disabled flag. Throws `notFound` when it does
+    /// not exist, `alreadyExists` when the identity is bound to another user.
+    func updateUser(_ user: User, audit: AuditEvent?) async throws
+    /// The user bound to an identity-provider account.
+    func user(identity: ExternalIdentity) async throws -> User?
+    /// The users with this e-mail address (lowercase), in every tenant.
+    func users(email: String) async throws -> [User]
+
+    /// Stores a new API key for an existing user.
+    func createAPIKey(_ key: APIKeyRecord, audit: AuditEvent) async throws
+    func apiKey(id: String) async throws -> APIKeyRecord?
+    /// The keys of one user, or of every user of a tenant, or every key (both `nil`), newest first.
+    func apiKeys(user: UserID?, tenant: TenantID?) async throws -> [APIKeyRecord]
+    /// Revokes a key and, when given, stores its replacement, in one commit. Returns `false`
+    /// (writing nothing) when the key does not exist or was already revoked.
+    func revokeAPIKey(id: String, at: Timestamp, replacement: APIKeyRecord?, audit: AuditEvent) async throws -> Bool
 
     /// Records a new session and its audit event in one commit.
     func insertSession(_ session: LeaseSession, audit: AuditEvent) async throws
@@ -34,10 +60,18 @@ public protocol LicenseRepository: Sendable {
     func session(_ id: SessionID) async throws -> LeaseSession?
     /// The sessions of a license, newest first; only those not ended unless `includeEnded`.
     func sessions(license: LicenseID, includeEnded: Bool) async throws -> [LeaseSession]
+    /// The sessions of a user, newest first; only those not ended unless `includeEnded`.
+    func sessions(user: UserID, includeEnded: Bool) async throws -> [LeaseSession]
 
     func appendAudit(_ event: AuditEvent) async throws
-    /// The newest audit events first, of one tenant or all.
-    func auditEvents(tenant: TenantID?, limit: Int) async throws -> [AuditEvent]
+    /// The audit events matching the query, newest first.
+    func auditEvents(_ query: AuditQuery) async throws -> [AuditEvent]
+
+    /// Every stored lease-signing key, newest first.
+    func signingKeys() async throws -> [StoredSigningKey]
+    /// Makes `key` the signing key: every key still signing is retired at `key.createdAt` and
+    /// published until `publishRetiredUntil`; `key` is stored; one commit.
+    func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws
 
     /// A view of the repository that can see and change only `tenant`'s rows. Backends that can
     /// enforce this in the database (Postgres, with row-level security) return such a view; the

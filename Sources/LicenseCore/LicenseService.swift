@@ -193,11 +193,13 @@ public struct LicenseService: Sendable {
     /// caller can notify its holder.
     public func revoke(session sessionID: String, by principal: Principal) async throws -> LeaseSession {
         let repository = repository(for: principal)
-        try requireAdministrator(principal)
         try Validation.id(sessionID, field: "session_id")
         guard let session = try await backend("the repository", { try await repository.session(SessionID(sessionID)) }),
-              principal.administers(session.tenantID)
+              principal.belongs(to: session.tenantID)
         else { throw LicenseError.sessionNotFound() }
+        guard principal.administers(session.tenantID) else {
+            throw LicenseError.forbidden("this call needs an operator or the tenant's administrator")
+        }
         try checkNotEnded(session)
         try await end(session, reason: .revoked, by: principal, action: "session.revoke")
         return session
@@ -287,12 +289,6 @@ public struct LicenseService: Sendable {
     /// where the backend can), or everything for platform operators.
     func repository(for principal: Principal) -> any LicenseRepository {
         principal.tenantID.map { repository.scoped(to: $0) } ?? repository
-    }
-
-    func requireAdministrator(_ principal: Principal) throws {
-        guard principal.role == .platformOperator || principal.role == .tenantAdmin else {
-            throw LicenseError.forbidden("this call needs an operator or tenant administrator")
-        }
     }
 
     func backend<T>(_ what: String, _ body: () async throws -> T) async throws -> T {

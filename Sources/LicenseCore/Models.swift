@@ -7,18 +7,49 @@ public struct EntityStatus: RawRepresentable, Hashable, Sendable, Codable, Custo
     public var description: String { rawValue }
 }
 
+/// How people signing in with an identity provider become users of a tenant.
+public struct UserProvisioning: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init?(rawValue: String) {
+        guard ["admin", "email_domain"].contains(rawValue) else { return nil }
+        self.rawValue = rawValue
+    }
+    private init(known: String) { self.rawValue = known }
+
+    /// Only users an administrator created may sign in (matched by e-mail on first sign-in).
+    public static let admin = UserProvisioning(known: "admin")
+    /// Also: anyone whose verified e-mail is in one of the tenant's domains becomes a user on
+    /// first sign-in.
+    public static let emailDomain = UserProvisioning(known: "email_domain")
+
+    public var description: String { rawValue }
+}
+
 /// A customer organisation that buys seats.
 public struct Tenant: Hashable, Sendable {
     public var id: TenantID
     public var name: String
     public var status: EntityStatus
     public var createdAt: Timestamp
+    /// How identity-provider users join the tenant.
+    public var provisioning: UserProvisioning
+    /// The e-mail domains the tenant owns (lowercase), for `.emailDomain` provisioning.
+    public var emailDomains: [String]
+    /// The identity provider's tenant id (Identity Platform's `firebase.tenant` claim) that
+    /// maps to this tenant, if any.
+    public var identityTenant: String?
 
-    public init(id: TenantID, name: String, status: EntityStatus = .active, createdAt: Timestamp) {
+    public init(
+        id: TenantID, name: String, status: EntityStatus = .active, createdAt: Timestamp,
+        provisioning: UserProvisioning = .admin, emailDomains: [String] = [], identityTenant: String? = nil
+    ) {
         self.id = id
         self.name = name
         self.status = status
         self.createdAt = createdAt
+        self.provisioning = provisioning
+        self.emailDomains = emailDomains
+        self.identityTenant = identityTenant
     }
 }
 
@@ -76,6 +107,17 @@ public struct License: Hashable, Sendable {
     }
 }
 
+/// An account at an identity provider: the `iss` and `sub` of its ID tokens.
+public struct ExternalIdentity: Hashable, Sendable {
+    public var issuer: String
+    public var subject: String
+
+    public init(issuer: String, subject: String) {
+        self.issuer = issuer
+        self.subject = subject
+    }
+}
+
 /// A person, service account or operator known to the server.
 public struct User: Hashable, Sendable {
     public var id: UserID
@@ -85,14 +127,23 @@ public struct User: Hashable, Sendable {
     public var role: Role
     public var disabled: Bool
     public var createdAt: Timestamp
+    /// The e-mail address (lowercase) a first ID-token sign-in is matched on.
+    public var email: String?
+    /// The identity-provider account bound to this user (set on first sign-in).
+    public var identity: ExternalIdentity?
 
-    public init(id: UserID, tenantID: TenantID?, name: String, role: Role, disabled: Bool = false, createdAt: Timestamp) {
+    public init(
+        id: UserID, tenantID: TenantID?, name: String, role: Role, disabled: Bool = false, createdAt: Timestamp,
+        email: String? = nil, identity: ExternalIdentity? = nil
+    ) {
         self.id = id
         self.tenantID = tenantID
         self.name = name
         self.role = role
         self.disabled = disabled
         self.createdAt = createdAt
+        self.email = email
+        self.identity = identity
     }
 
     /// The principal this user authenticates as.
@@ -101,15 +152,26 @@ public struct User: Hashable, Sendable {
 
 /// A stored API key: only its SHA-256 hash is kept.
 public struct APIKeyRecord: Hashable, Sendable {
+    /// The key's public id (`key_` and 16 hex digits of its hash), for listing and revoking.
+    public var id: String
     /// Lowercase hex SHA-256 of the key's full text.
     public var hash: String
     public var userID: UserID
+    /// The owner's tenant (`nil` for operators).
+    public var tenantID: TenantID?
+    /// A label chosen by its creator, e.g. `ci`.
+    public var name: String
     public var createdAt: Timestamp
+    public var revokedAt: Timestamp?
 
-    public init(hash: String, userID: UserID, createdAt: Timestamp) {
+    public init(hash: String, userID: UserID, tenantID: TenantID?, name: String = "", createdAt: Timestamp, revokedAt: Timestamp? = nil) {
+        self.id = "key_" + hash.prefix(16)
         self.hash = hash
         self.userID = userID
+        self.tenantID = tenantID
+        self.name = name
         self.createdAt = createdAt
+        self.revokedAt = revokedAt
     }
 }
 
@@ -184,4 +246,69 @@ public struct AuditEvent: Hashable, Sendable {
         self.target = target
         self.outcome = outcome
     }
+}
+
+/// A filter over the audit log; every set field must match.
+public struct AuditQuery: Hashable, Sendable {
+    /// Only this tenant's events (`nil`: every tenant, operators only).
+    public var tenantID: TenantID?
+    /// Only events by this actor.
+    public var actor: UserID?
+    /// Only this action (`session.acquire`), or every action under a prefix ending in `.` (`session.`).
+    public var action: String?
+    /// Events at or after this instant.
+    public var since: Timestamp?
+    /// Events before this instant.
+    public var until: Timestamp?
+    /// At most this many, newest first.
+    public var limit: Int
+
+    public init(tenantID: TenantID? = nil, actor: UserID? = nil, action: String? = nil, since: Timestamp? = nil, until: Timestamp? = nil, limit: Int = 100) {
+        self.tenantID = tenantID
+        self.actor = actor
+        self.action = action
+        self.since = since
+        self.until = until
+        self.limit = limit
+    }
+
+    /// Whether `event` passes the filter (for repositories that filter in memory).
+    public func matches(_ event: AuditEvent) -> Bool {
+        if let tenantID, event.tenantID != tenantID { return false }
+        if let actor, event.actor != actor { return false }
+        if let action {
+            if action.hasSuffix(".") ? !event.action.hasPrefix(action) : event.action != action { return false }
+        }
+        if let since, event.at < since { return false }
+        if let until, event.at >= until { return false }
+        return true
+    }
+}
+
+/// A lease-signing key as the repository keeps it, shared by every replica. Its description
+/// names the key id only, never the private key.
+public struct StoredSigningKey: Hashable, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// The JWS `kid`.
+    public var keyID: String
+    /// The JWS algorithm (`EdDSA`, `RS256`, `PS256`).
+    public var algorithm: String
+    /// The PKCS#8 PEM private key.
+    public var privateKeyPEM: String
+    public var createdAt: Timestamp
+    /// When a newer key replaced it for signing (`nil`: it signs).
+    public var retiredAt: Timestamp?
+    /// Until when its public half stays in the JWKS (the longest a token it signed can live).
+    public var publishUntil: Timestamp?
+
+    public init(keyID: String, algorithm: String, privateKeyPEM: String, createdAt: Timestamp, retiredAt: Timestamp? = nil, publishUntil: Timestamp? = nil) {
+        self.keyID = keyID
+        self.algorithm = algorithm
+        self.privateKeyPEM = privateKeyPEM
+        self.createdAt = createdAt
+        self.retiredAt = retiredAt
+        self.publishUntil = publishUntil
+    }
+
+    public var description: String { "signing key \(keyID) (\(algorithm))" }
+    public var debugDescription: String { description }
 }

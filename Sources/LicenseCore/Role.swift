@@ -50,4 +50,13 @@ public struct Principal: Hashable, Sendable {
     public func administers(_ tenant: TenantID) -> Bool {
         role == .platformOperator || (role == .tenantAdmin && tenantID == tenant)
     }
+
+    /// Whether this principal may read everything of `tenant` (licenses, every session): its
+    /// administrators and its service accounts.
+    public func reads(_ tenant: TenantID) -> Bool {
+        administers(tenant) || (role == .service && tenantID == tenant)
+    }
+
+    /// Whether this principal is a platform operator.
+    public var isOperator: Bool { role == .platformOperator }
 }

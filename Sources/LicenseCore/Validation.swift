@@ -53,3 +53,30 @@ enum Validation {
         }
     }
 }
+
+extension Validation {
+    static let maxEmailLength = 254
+
+    /// A lowercase DNS name such as `acme.com`.
+    static func emailDomain(_ value: String) throws -> String {
+        let domain = value.lowercased().trimmingCharacters(in: .whitespaces)
+        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
+        guard domain.utf8.count <= 253, labels.count >= 2,
+              labels.allSatisfy({ label in
+                  !label.isEmpty && label.utf8.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+                      && label.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 }
+              })
+        else { throw LicenseError.invalid("'\(value.prefix(64))' is not an e-mail domain such as acme.com") }
+        return domain
+    }
+
+    /// A lowercase e-mail address `local@domain`.
+    static func email(_ value: String) throws -> String {
+        let email = value.lowercased().trimmingCharacters(in: .whitespaces)
+        guard email.utf8.count <= maxEmailLength, let at = email.lastIndex(of: "@"), at != email.startIndex,
+              !email[..<at].contains(where: { $0.isWhitespace || $0.isNewline || $0 == "@" })
+        else { throw LicenseError.invalid("email must look like name@domain") }
+        _ = try emailDomain(String(email[email.index(after: at)...]))
+        return email
+    }
+}

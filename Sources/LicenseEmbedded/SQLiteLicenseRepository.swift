@@ -81,6 +81,28 @@ public final class SQLiteLicenseRepository: LicenseRepository {
             """,
             "CREATE INDEX audit_by_tenant ON audit_log(tenant_id, seq)",
         ]),
+        (2, [
+            "ALTER TABLE tenants ADD COLUMN provisioning TEXT NOT NULL DEFAULT 'admin'",
+            "ALTER TABLE tenants ADD COLUMN email_domains TEXT NOT NULL DEFAULT '[]'",
+            "ALTER TABLE tenants ADD COLUMN identity_tenant TEXT",
+            "ALTER TABLE users ADD COLUMN email TEXT",
+            "ALTER TABLE users ADD COLUMN identity_issuer TEXT",
+            "ALTER TABLE users ADD COLUMN identity_subject TEXT",
+            "CREATE UNIQUE INDEX users_by_identity ON users(identity_issuer, identity_subject) WHERE identity_subject IS NOT NULL",
+            "CREATE INDEX users_by_email ON users(email) WHERE email IS NOT NULL",
+            "ALTER TABLE api_keys ADD COLUMN id TEXT",
+            "ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE api_keys ADD COLUMN tenant_id TEXT REFERENCES tenants(id)",
+            "UPDATE api_keys SET id = 'key_' || substr(hash, 1, 16), tenant_id = (SELECT tenant_id FROM users WHERE users.id = api_keys.user_id)",
+            "CREATE UNIQUE INDEX api_keys_by_id ON api_keys(id)",
+            "CREATE INDEX api_keys_by_user ON api_keys(user_id)",
+            "CREATE INDEX sessions_by_user ON sessions(user_id, created_at_ms)",
+            "CREATE INDEX audit_by_actor ON audit_log(actor, seq)",
+            """
+            CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, algorithm TEXT NOT NULL, private_pem TEXT NOT NULL,
+              created_at_ms INTEGER NOT NULL, retired_at_ms INTEGER, publish_until_ms INTEGER)
+            """,
+        ]),
     ]
 
     /// The highest schema version applied.
@@ -124,6 +146,31 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         try await read("SELECT * FROM tenants ORDER BY id").map(Self.tenant)
     }
 
+    public func updateTenant(_ tenant: Tenant, audit: AuditEvent) async throws {
+        let domains = String(decoding: try JSONEncoder().encode(tenant.emailDomains), as: UTF8.self)
+        try await write { db in
+            let changed = try await db.query("""
+                UPDATE tenants SET name = ?, status = ?, provisioning = ?, email_domains = ?, identity_tenant = ?
+                WHERE id = ? RETURNING id
+                """, [
+                    .text(tenant.name), .text(tenant.status.rawValue), .text(tenant.provisioning.rawValue), .text(domains),
+                    tenant.identityTenant.map { .text($0) } ?? .null, .text(tenant.id.rawValue),
+                ])
+            guard !changed.isEmpty else { throw LicenseError(.notFound, .tenantUnknown, "tenant not found") }
+            try await Self.insertAudit(audit, db)
+        }
+    }
+
+    public func tenants(identityTenant: String) async throws -> [Tenant] {
+        try await read("SELECT * FROM tenants WHERE identity_tenant = ? ORDER BY id", [.text(identityTenant)]).map(Self.tenant)
+    }
+
+    public func tenants(emailDomain: String) async throws -> [Tenant] {
+        try await read("""
+            SELECT * FROM tenants WHERE EXISTS (SELECT 1 FROM json_each(tenants.email_domains) WHERE value = ?) ORDER BY id
+            """, [.text(emailDomain)]).map(Self.tenant)
+    }
+
     // MARK: Licenses
 
     public func createLicense(_ license: License, audit: AuditEvent) async throws {
@@ -156,6 +203,23 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         return try await read("SELECT * FROM licenses ORDER BY id").map(Self.license)
     }
 
+    public func updateLicense(_ license: License, audit: AuditEvent) async throws {
+        let features = String(decoding: try JSONEncoder().encode(license.features), as: UTF8.self)
+        try await write { db in
+            let changed = try await db.query("""
+                UPDATE licenses SET name = ?, seats = ?, lease_ttl_ms = ?, heartbeat_interval_ms = ?, offline_grace_ms = ?,
+                  valid_from_ms = ?, valid_until_ms = ?, features = ?, status = ? WHERE id = ? RETURNING id
+                """, [
+                    .text(license.name), .integer(license.seats), .integer(Int(license.policy.leaseTTL.milliseconds)),
+                    .integer(Int(license.policy.heartbeatInterval.milliseconds)), .integer(Int(license.policy.offlineGrace.milliseconds)),
+                    .optionalMS(license.validFrom), .optionalMS(license.validUntil), .text(features), .text(license.status.rawValue),
+                    .text(license.id.rawValue),
+                ])
+            guard !changed.isEmpty else { throw LicenseError(.notFound, .licenseUnknown, "license not found") }
+            try await Self.insertAudit(audit, db)
+        }
+    }
+
     // MARK: Users and API keys
 
     public func createUser(_ user: User, apiKey: APIKeyRecord?, audit: AuditEvent?) async throws {
@@ -164,15 +228,15 @@ public final class SQLiteLicenseRepository: LicenseRepository {
                try await db.query("SELECT 1 FROM tenants WHERE id = ?", [.text(tenant.rawValue)]).isEmpty {
                 throw LicenseError(.notFound, .tenantUnknown, "tenant not found")
             }
-            _ = try await db.query("INSERT INTO users (id, tenant_id, name, role, disabled, created_at_ms) VALUES (?,?,?,?,?,?)", [
-                .text(user.id.rawValue), user.tenantID.map { .text($0.rawValue) } ?? .null, .text(user.name),
-                .text(user.role.rawValue), .integer(user.disabled ? 1 : 0), .ms(user.createdAt),
-            ])
-            if let apiKey {
-                _ = try await db.query("INSERT INTO api_keys (hash, user_id, created_at_ms) VALUES (?,?,?)", [
-                    .text(apiKey.hash), .text(apiKey.userID.rawValue), .ms(apiKey.createdAt),
+            _ = try await db.query("""
+                INSERT INTO users (id, tenant_id, name, role, disabled, created_at_ms, email, identity_issuer, identity_subject)
+                VALUES (?,?,?,?,?,?,?,?,?)
+                """, [
+                    .text(user.id.rawValue), user.tenantID.map { .text($0.rawValue) } ?? .null, .text(user.name),
+                    .text(user.role.rawValue), .integer(user.disabled ? 1 : 0), .ms(user.createdAt),
+                    .optionalText(user.email), .optionalText(user.identity?.issuer), .optionalText(user.identity?.subject),
                 ])
-            }
+            if let apiKey { try await Self.insertAPIKey(apiKey, db) }
             if let audit { try await Self.insertAudit(audit, db) }
         }
     }
@@ -191,6 +255,78 @@ public final class SQLiteLicenseRepository: LicenseRepository {
     public func userCount(role: Role) async throws -> Int {
         let rows = try await read("SELECT COUNT(*) AS n FROM users WHERE role = ?", [.text(role.rawValue)])
         return Int(rows.first?.column("n")?.integer ?? 0)
+    }
+
+    public func users(tenant: TenantID?) async throws -> [User] {
+        if let tenant {
+            return try await read("SELECT * FROM users WHERE tenant_id = ? ORDER BY id", [.text(tenant.rawValue)]).map(Self.user)
+        }
+        return try await read("SELECT * FROM users ORDER BY id").map(Self.user)
+    }
+
+    public func updateUser(_ user: User, audit: AuditEvent?) async throws {
+        try await write { db in
+            let changed = try await db.query("""
+                UPDATE users SET name = ?, disabled = ?, email = ?, identity_issuer = ?, identity_subject = ? WHERE id = ? RETURNING id
+                """, [
+                    .text(user.name), .integer(user.disabled ? 1 : 0), .optionalText(user.email),
+                    .optionalText(user.identity?.issuer), .optionalText(user.identity?.subject), .text(user.id.rawValue),
+                ])
+            guard !changed.isEmpty else { throw LicenseError(.notFound, .userUnknown, "user not found") }
+            if let audit { try await Self.insertAudit(audit, db) }
+        }
+    }
+
+    public func user(identity: ExternalIdentity) async throws -> User? {
+        try await read("SELECT * FROM users WHERE identity_issuer = ? AND identity_subject = ?", [
+            .text(identity.issuer), .text(identity.subject),
+        ]).first.map(Self.user)
+    }
+
+    public func users(email: String) async throws -> [User] {
+        try await read("SELECT * FROM users WHERE email = ? ORDER BY id", [.text(email)]).map(Self.user)
+    }
+
+    public func createAPIKey(_ key: APIKeyRecord, audit: AuditEvent) async throws {
+        try await write { db in
+            guard try await !db.query("SELECT 1 FROM users WHERE id = ?", [.text(key.userID.rawValue)]).isEmpty else {
+                throw LicenseError(.notFound, .userUnknown, "user not found")
+            }
+            try await Self.insertAPIKey(key, db)
+            try await Self.insertAudit(audit, db)
+        }
+    }
+
+    public func apiKey(id: String) async throws -> APIKeyRecord? {
+        try await read("SELECT * FROM api_keys WHERE id = ?", [.text(id)]).first.map(Self.apiKey)
+    }
+
+    public func apiKeys(user: UserID?, tenant: TenantID?) async throws -> [APIKeyRecord] {
+        var conditions: [String] = []
+        var binds: [SQLiteData] = []
+        if let user { conditions.append("user_id = ?"); binds.append(.text(user.rawValue)) }
+        if let tenant { conditions.append("tenant_id = ?"); binds.append(.text(tenant.rawValue)) }
+        let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        return try await read("SELECT * FROM api_keys\(filter) ORDER BY created_at_ms DESC, id DESC", binds).map(Self.apiKey)
+    }
+
+    public func revokeAPIKey(id: String, at: Timestamp, replacement: APIKeyRecord?, audit: AuditEvent) async throws -> Bool {
+        try await write { db in
+            let changed = try await db.query("UPDATE api_keys SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL RETURNING id", [
+                .ms(at), .text(id),
+            ])
+            guard !changed.isEmpty else { return false }
+            if let replacement { try await Self.insertAPIKey(replacement, db) }
+            try await Self.insertAudit(audit, db)
+            return true
+        }
+    }
+
+    private static func insertAPIKey(_ key: APIKeyRecord, _ db: SQLiteConnection) async throws {
+        _ = try await db.query("INSERT INTO api_keys (hash, id, user_id, tenant_id, name, created_at_ms, revoked_at_ms) VALUES (?,?,?,?,?,?,?)", [
+            .text(key.hash), .text(key.id), .text(key.userID.rawValue), .optionalText(key.tenantID?.rawValue), .text(key.name),
+            .ms(key.createdAt), .optionalMS(key.revokedAt),
+        ])
     }
 
     // MARK: Sessions
@@ -243,17 +379,61 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         ).map(Self.session)
     }
 
+    public func sessions(user: UserID, includeEnded: Bool) async throws -> [LeaseSession] {
+        let filter = includeEnded ? "" : " AND ended_at_ms IS NULL"
+        return try await read(
+            "SELECT * FROM sessions WHERE user_id = ?\(filter) ORDER BY created_at_ms DESC, id DESC",
+            [.text(user.rawValue)]
+        ).map(Self.session)
+    }
+
     // MARK: Audit
 
     public func appendAudit(_ event: AuditEvent) async throws {
         try await write { db in try await Self.insertAudit(event, db) }
     }
 
-    public func auditEvents(tenant: TenantID?, limit: Int) async throws -> [AuditEvent] {
-        if let tenant {
-            return try await read("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY seq DESC LIMIT ?", [.text(tenant.rawValue), .integer(limit)]).map(Self.audit)
+    public func auditEvents(_ query: AuditQuery) async throws -> [AuditEvent] {
+        var conditions: [String] = []
+        var binds: [SQLiteData] = []
+        if let tenant = query.tenantID { conditions.append("tenant_id = ?"); binds.append(.text(tenant.rawValue)) }
+        if let actor = query.actor { conditions.append("actor = ?"); binds.append(.text(actor.rawValue)) }
+        if let action = query.action {
+            if action.hasSuffix(".") {
+                conditions.append("substr(action, 1, ?) = ?")
+                binds += [.integer(action.utf8.count), .text(action)]
+            } else {
+                conditions.append("action = ?")
+                binds.append(.text(action))
+            }
         }
-        return try await read("SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?", [.integer(limit)]).map(Self.audit)
+        if let since = query.since { conditions.append("at_ms >= ?"); binds.append(.ms(since)) }
+        if let until = query.until { conditions.append("at_ms < ?"); binds.append(.ms(until)) }
+        let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        return try await read("SELECT * FROM audit_log\(filter) ORDER BY seq DESC LIMIT ?", binds + [.integer(query.limit)]).map(Self.audit)
+    }
+
+    // MARK: Signing keys
+
+    public func signingKeys() async throws -> [StoredSigningKey] {
+        try await read("SELECT * FROM signing_keys ORDER BY created_at_ms DESC, kid").map { row in
+            StoredSigningKey(
+                keyID: row.string("kid"), algorithm: row.string("algorithm"), privateKeyPEM: row.string("private_pem"),
+                createdAt: row.ms("created_at_ms"), retiredAt: row.optionalMS("retired_at_ms"), publishUntil: row.optionalMS("publish_until_ms")
+            )
+        }
+    }
+
+    public func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws {
+        try await write { db in
+            _ = try await db.query("UPDATE signing_keys SET retired_at_ms = ?, publish_until_ms = ? WHERE retired_at_ms IS NULL", [
+                .ms(key.createdAt), .ms(publishRetiredUntil),
+            ])
+            _ = try await db.query("INSERT INTO signing_keys (kid, algorithm, private_pem, created_at_ms) VALUES (?,?,?,?)", [
+                .text(key.keyID), .text(key.algorithm), .text(key.privateKeyPEM), .ms(key.createdAt),
+            ])
+            try await Self.insertAudit(audit, db)
+        }
     }
 
     private static func insertAudit(_ event: AuditEvent, _ db: SQLiteConnection) async throws {
@@ -278,7 +458,21 @@ public final class SQLiteLicenseRepository: LicenseRepository {
     }
 
     private static func tenant(_ row: SQLiteRow) -> Tenant {
-        Tenant(id: TenantID(row.string("id")), name: row.string("name"), status: EntityStatus(rawValue: row.string("status")), createdAt: row.ms("created_at_ms"))
+        let domains = (try? JSONDecoder().decode([String].self, from: Data(row.string("email_domains").utf8))) ?? []
+        return Tenant(
+            id: TenantID(row.string("id")), name: row.string("name"), status: EntityStatus(rawValue: row.string("status")),
+            createdAt: row.ms("created_at_ms"), provisioning: UserProvisioning(rawValue: row.string("provisioning")) ?? .admin,
+            emailDomains: domains, identityTenant: row.column("identity_tenant")?.string
+        )
+    }
+
+    private static func apiKey(_ row: SQLiteRow) -> APIKeyRecord {
+        var key = APIKeyRecord(
+            hash: row.string("hash"), userID: UserID(row.string("user_id")), tenantID: row.column("tenant_id")?.string.map(TenantID.init),
+            name: row.string("name"), createdAt: row.ms("created_at_ms"), revokedAt: row.optionalMS("revoked_at_ms")
+        )
+        key.id = row.string("id")
+        return key
     }
 
     private static func license(_ row: SQLiteRow) -> License {
@@ -300,7 +494,8 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         User(
             id: UserID(row.string("id")), tenantID: row.column("tenant_id")?.string.map(TenantID.init), name: row.string("name"),
             role: Role(rawValue: row.string("role")) ?? .tenantUser, disabled: row.column("disabled")?.integer == 1,
-            createdAt: row.ms("created_at_ms")
+            createdAt: row.ms("created_at_ms"), email: row.column("email")?.string,
+            identity: row.column("identity_subject")?.string.map { ExternalIdentity(issuer: row.string("identity_issuer"), subject: $0) }
         )
     }
 
@@ -326,6 +521,7 @@ public final class SQLiteLicenseRepository: LicenseRepository {
 extension SQLiteData {
     fileprivate static func ms(_ timestamp: Timestamp) -> SQLiteData { .integer(Int(timestamp.millisecondsSinceEpoch)) }
     fileprivate static func optionalMS(_ timestamp: Timestamp?) -> SQLiteData { timestamp.map(ms) ?? .null }
+    fileprivate static func optionalText(_ text: String?) -> SQLiteData { text.map { .text($0) } ?? .null }
 }
 
 extension SQLiteRow {

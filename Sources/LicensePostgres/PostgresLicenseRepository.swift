@@ -193,6 +193,32 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         }
     }
 
+    public func updateTenant(_ tenant: Tenant, audit: AuditEvent) async throws {
+        try await write { connection, logger in
+            let changed = try await connection.query("""
+                UPDATE tenants SET name = \(tenant.name), status = \(tenant.status.rawValue), provisioning = \(tenant.provisioning.rawValue),
+                  email_domains = \(tenant.emailDomains), identity_tenant = \(tenant.identityTenant)
+                WHERE id = \(tenant.id.rawValue) RETURNING id
+                """, logger: logger).collect()
+            guard !changed.isEmpty else { throw LicenseError(.notFound, .tenantUnknown, "tenant not found") }
+            try await Self.insertAudit(audit, connection, logger)
+        }
+    }
+
+    public func tenants(identityTenant: String) async throws -> [Tenant] {
+        try await read { connection in
+            try await connection.query("SELECT \(unescaped: Self.tenantColumns) FROM tenants WHERE identity_tenant = \(identityTenant) ORDER BY id", logger: self.core.logger)
+                .collect().map(Self.tenant)
+        }
+    }
+
+    public func tenants(emailDomain: String) async throws -> [Tenant] {
+        try await read { connection in
+            try await connection.query("SELECT \(unescaped: Self.tenantColumns) FROM tenants WHERE \(emailDomain) = ANY(email_domains) ORDER BY id", logger: self.core.logger)
+                .collect().map(Self.tenant)
+        }
+    }
+
     // MARK: Licenses
 
     public func createLicense(_ license: License, audit: AuditEvent) async throws {
@@ -233,22 +259,31 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         }
     }
 
+    public func updateLicense(_ license: License, audit: AuditEvent) async throws {
+        try await write { connection, logger in
+            let changed = try await connection.query("""
+                UPDATE licenses SET name = \(license.name), seats = \(Int64(license.seats)),
+                  lease_ttl_ms = \(license.policy.leaseTTL.milliseconds), heartbeat_interval_ms = \(license.policy.heartbeatInterval.milliseconds),
+                  offline_grace_ms = \(license.policy.offlineGrace.milliseconds), valid_from_ms = \(license.validFrom?.millisecondsSinceEpoch),
+                  valid_until_ms = \(license.validUntil?.millisecondsSinceEpoch), features = \(license.features), status = \(license.status.rawValue)
+                WHERE id = \(license.id.rawValue) RETURNING id
+                """, logger: logger).collect()
+            guard !changed.isEmpty else { throw LicenseError(.notFound, .licenseUnknown, "license not found") }
+            try await Self.insertAudit(audit, connection, logger)
+        }
+    }
+
     // MARK: Users and API keys
 
     public func createUser(_ user: User, apiKey: APIKeyRecord?, audit: AuditEvent?) async throws {
         try await write { connection, logger in
             if let tenant = user.tenantID { try await Self.requireTenant(tenant, connection, logger) }
             try await connection.execute("""
-                INSERT INTO users (id, tenant_id, name, role, disabled, created_at_ms)
+                INSERT INTO users (id, tenant_id, name, role, disabled, created_at_ms, email, identity_issuer, identity_subject)
                 VALUES (\(user.id.rawValue), \(user.tenantID?.rawValue), \(user.name), \(user.role.rawValue), \(user.disabled),
-                  \(user.createdAt.millisecondsSinceEpoch))
+                  \(user.createdAt.millisecondsSinceEpoch), \(user.email), \(user.identity?.issuer), \(user.identity?.subject))
                 """, logger: logger)
-            if let apiKey {
-                try await connection.execute("""
-                    INSERT INTO api_keys (hash, user_id, tenant_id, created_at_ms)
-                    VALUES (\(apiKey.hash), \(apiKey.userID.rawValue), \(user.tenantID?.rawValue), \(apiKey.createdAt.millisecondsSinceEpoch))
-                    """, logger: logger)
-            }
+            if let apiKey { try await Self.insertAPIKey(apiKey, connection, logger) }
             if let audit { try await Self.insertAudit(audit, connection, logger) }
         }
     }
@@ -274,6 +309,93 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
             Int(try await connection.query("SELECT COUNT(*)::bigint FROM users WHERE role = \(role.rawValue)", logger: self.core.logger)
                 .collect().first?.decode(Int64.self) ?? 0)
         }
+    }
+
+    public func users(tenant: TenantID?) async throws -> [User] {
+        try await read { connection in
+            let rows = if let tenant {
+                try await connection.query("SELECT \(unescaped: Self.userColumns) FROM users WHERE tenant_id = \(tenant.rawValue) ORDER BY id", logger: self.core.logger).collect()
+            } else {
+                try await connection.query("SELECT \(unescaped: Self.userColumns) FROM users ORDER BY id", logger: self.core.logger).collect()
+            }
+            return try rows.map(Self.user)
+        }
+    }
+
+    public func updateUser(_ user: User, audit: AuditEvent?) async throws {
+        try await write { connection, logger in
+            let changed = try await connection.query("""
+                UPDATE users SET name = \(user.name), disabled = \(user.disabled), email = \(user.email),
+                  identity_issuer = \(user.identity?.issuer), identity_subject = \(user.identity?.subject)
+                WHERE id = \(user.id.rawValue) RETURNING id
+                """, logger: logger).collect()
+            guard !changed.isEmpty else { throw LicenseError(.notFound, .userUnknown, "user not found") }
+            if let audit { try await Self.insertAudit(audit, connection, logger) }
+        }
+    }
+
+    public func user(identity: ExternalIdentity) async throws -> User? {
+        try await read { connection in
+            try await connection.query("""
+                SELECT \(unescaped: Self.userColumns) FROM users
+                WHERE identity_issuer = \(identity.issuer) AND identity_subject = \(identity.subject)
+                """, logger: self.core.logger).collect().first.map(Self.user)
+        }
+    }
+
+    public func users(email: String) async throws -> [User] {
+        try await read { connection in
+            try await connection.query("SELECT \(unescaped: Self.userColumns) FROM users WHERE email = \(email) ORDER BY id", logger: self.core.logger)
+                .collect().map(Self.user)
+        }
+    }
+
+    public func createAPIKey(_ key: APIKeyRecord, audit: AuditEvent) async throws {
+        try await write { connection, logger in
+            guard try await !connection.query("SELECT 1 FROM users WHERE id = \(key.userID.rawValue)", logger: logger).collect().isEmpty else {
+                throw LicenseError(.notFound, .userUnknown, "user not found")
+            }
+            try await Self.insertAPIKey(key, connection, logger)
+            try await Self.insertAudit(audit, connection, logger)
+        }
+    }
+
+    public func apiKey(id: String) async throws -> APIKeyRecord? {
+        try await read { connection in
+            try await connection.query("SELECT \(unescaped: Self.apiKeyColumns) FROM api_keys WHERE id = \(id)", logger: self.core.logger)
+                .collect().first.map(Self.apiKey)
+        }
+    }
+
+    public func apiKeys(user: UserID?, tenant: TenantID?) async throws -> [APIKeyRecord] {
+        try await read { connection in
+            try await connection.query("""
+                SELECT \(unescaped: Self.apiKeyColumns) FROM api_keys
+                WHERE (\(user?.rawValue)::text IS NULL OR user_id = \(user?.rawValue))
+                  AND (\(tenant?.rawValue)::text IS NULL OR tenant_id = \(tenant?.rawValue))
+                ORDER BY created_at_ms DESC, id DESC
+                """, logger: self.core.logger).collect().map(Self.apiKey)
+        }
+    }
+
+    public func revokeAPIKey(id: String, at: Timestamp, replacement: APIKeyRecord?, audit: AuditEvent) async throws -> Bool {
+        try await write { connection, logger in
+            let changed = try await connection.query("""
+                UPDATE api_keys SET revoked_at_ms = \(at.millisecondsSinceEpoch) WHERE id = \(id) AND revoked_at_ms IS NULL RETURNING id
+                """, logger: logger).collect()
+            guard !changed.isEmpty else { return false }
+            if let replacement { try await Self.insertAPIKey(replacement, connection, logger) }
+            try await Self.insertAudit(audit, connection, logger)
+            return true
+        }
+    }
+
+    private static func insertAPIKey(_ key: APIKeyRecord, _ connection: PostgresConnection, _ logger: Logger) async throws {
+        try await connection.execute("""
+            INSERT INTO api_keys (hash, id, user_id, tenant_id, name, created_at_ms, revoked_at_ms)
+            VALUES (\(key.hash), \(key.id), \(key.userID.rawValue), \(key.tenantID?.rawValue), \(key.name),
+              \(key.createdAt.millisecondsSinceEpoch), \(key.revokedAt?.millisecondsSinceEpoch))
+            """, logger: logger)
     }
 
     // MARK: Sessions
@@ -338,23 +460,67 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         }
     }
 
+    public func sessions(user: UserID, includeEnded: Bool) async throws -> [LeaseSession] {
+        try await read { connection in
+            try await connection.query("""
+                SELECT \(unescaped: Self.sessionColumns) FROM sessions
+                WHERE user_id = \(user.rawValue) AND (\(includeEnded) OR ended_at_ms IS NULL)
+                ORDER BY created_at_ms DESC, id DESC
+                """, logger: self.core.logger).collect().map(Self.session)
+        }
+    }
+
     // MARK: Audit
 
     public func appendAudit(_ event: AuditEvent) async throws {
         try await write { connection, logger in try await Self.insertAudit(event, connection, logger) }
     }
 
-    public func auditEvents(tenant: TenantID?, limit: Int) async throws -> [AuditEvent] {
+    public func auditEvents(_ query: AuditQuery) async throws -> [AuditEvent] {
+        let exact = query.action.flatMap { $0.hasSuffix(".") ? nil : $0 }
+        let prefix = query.action.flatMap { $0.hasSuffix(".") ? $0 : nil }
+        return try await read { connection in
+            try await connection.query("""
+                SELECT \(unescaped: Self.auditColumns) FROM audit_log
+                WHERE (\(query.tenantID?.rawValue)::text IS NULL OR tenant_id = \(query.tenantID?.rawValue))
+                  AND (\(query.actor?.rawValue)::text IS NULL OR actor = \(query.actor?.rawValue))
+                  AND (\(exact)::text IS NULL OR action = \(exact))
+                  AND (\(prefix)::text IS NULL OR starts_with(action, \(prefix)))
+                  AND (\(query.since?.millisecondsSinceEpoch)::bigint IS NULL OR at_ms >= \(query.since?.millisecondsSinceEpoch))
+                  AND (\(query.until?.millisecondsSinceEpoch)::bigint IS NULL OR at_ms < \(query.until?.millisecondsSinceEpoch))
+                ORDER BY seq DESC LIMIT \(Int64(query.limit))
+                """, logger: self.core.logger).collect().map(Self.audit)
+        }
+    }
+
+    // MARK: Signing keys
+
+    public func signingKeys() async throws -> [StoredSigningKey] {
         try await read { connection in
-            let rows = if let tenant {
-                try await connection.query("""
-                    SELECT \(unescaped: Self.auditColumns) FROM audit_log WHERE tenant_id = \(tenant.rawValue)
-                    ORDER BY seq DESC LIMIT \(Int64(limit))
-                    """, logger: self.core.logger).collect()
-            } else {
-                try await connection.query("SELECT \(unescaped: Self.auditColumns) FROM audit_log ORDER BY seq DESC LIMIT \(Int64(limit))", logger: self.core.logger).collect()
+            try await connection.query("""
+                SELECT kid, algorithm, private_pem, created_at_ms, retired_at_ms, publish_until_ms FROM signing_keys
+                ORDER BY created_at_ms DESC, kid
+                """, logger: self.core.logger).collect().map { row in
+                let (kid, algorithm, pem, created, retired, until) = try row.decode((String, String, String, Int64, Int64?, Int64?).self)
+                return StoredSigningKey(
+                    keyID: kid, algorithm: algorithm, privateKeyPEM: pem, createdAt: Timestamp(millisecondsSinceEpoch: created),
+                    retiredAt: retired.map(Timestamp.init(millisecondsSinceEpoch:)), publishUntil: until.map(Timestamp.init(millisecondsSinceEpoch:))
+                )
             }
-            return try rows.map(Self.audit)
+        }
+    }
+
+    public func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws {
+        try await write { connection, logger in
+            try await connection.execute("""
+                UPDATE signing_keys SET retired_at_ms = \(key.createdAt.millisecondsSinceEpoch),
+                  publish_until_ms = \(publishRetiredUntil.millisecondsSinceEpoch) WHERE retired_at_ms IS NULL
+                """, logger: logger)
+            try await connection.execute("""
+                INSERT INTO signing_keys (kid, algorithm, private_pem, created_at_ms)
+                VALUES (\(key.keyID), \(key.algorithm), \(key.privateKeyPEM), \(key.createdAt.millisecondsSinceEpoch))
+                """, logger: logger)
+            try await Self.insertAudit(audit, connection, logger)
         }
     }
 
@@ -425,12 +591,16 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
 
     // MARK: Rows
 
-    static let tenantColumns = "id, name, status, created_at_ms"
+    static let tenantColumns = "id, name, status, created_at_ms, provisioning, email_domains, identity_tenant"
+    static let apiKeyColumns = "hash, id, user_id, tenant_id, name, created_at_ms, revoked_at_ms"
     static let licenseColumns = """
         id, tenant_id, name, seats, lease_ttl_ms, heartbeat_interval_ms, offline_grace_ms, valid_from_ms, valid_until_ms, \
         features, status, created_at_ms
         """
-    static let userColumns = "users.id, users.tenant_id, users.name, users.role, users.disabled, users.created_at_ms"
+    static let userColumns = """
+        users.id, users.tenant_id, users.name, users.role, users.disabled, users.created_at_ms, users.email, \
+        users.identity_issuer, users.identity_subject
+        """
     static let sessionColumns = """
         id, tenant_id, license_id, user_id, hardware_id, idempotency_key, client_info::text, created_at_ms, \
         lease_expires_at_ms, ended_at_ms, end_reason
@@ -438,8 +608,21 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
     static let auditColumns = "id, at_ms, tenant_id, actor, action, target, outcome"
 
     private static func tenant(_ row: PostgresRow) throws -> Tenant {
-        let (id, name, status, created) = try row.decode((String, String, String, Int64).self)
-        return Tenant(id: TenantID(id), name: name, status: EntityStatus(rawValue: status), createdAt: Timestamp(millisecondsSinceEpoch: created))
+        let (id, name, status, created, provisioning, domains, identityTenant) = try row.decode((String, String, String, Int64, String, [String], String?).self)
+        return Tenant(
+            id: TenantID(id), name: name, status: EntityStatus(rawValue: status), createdAt: Timestamp(millisecondsSinceEpoch: created),
+            provisioning: UserProvisioning(rawValue: provisioning) ?? .admin, emailDomains: domains, identityTenant: identityTenant
+        )
+    }
+
+    private static func apiKey(_ row: PostgresRow) throws -> APIKeyRecord {
+        let (hash, id, user, tenant, name, created, revoked) = try row.decode((String, String, String, String?, String, Int64, Int64?).self)
+        var key = APIKeyRecord(
+            hash: hash, userID: UserID(user), tenantID: tenant.map(TenantID.init), name: name,
+            createdAt: Timestamp(millisecondsSinceEpoch: created), revokedAt: revoked.map(Timestamp.init(millisecondsSinceEpoch:))
+        )
+        key.id = id
+        return key
     }
 
     private static func license(_ row: PostgresRow) throws -> License {
@@ -454,9 +637,11 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
     }
 
     private static func user(_ row: PostgresRow) throws -> User {
-        let (id, tenant, name, role, disabled, created) = try row.decode((String, String?, String, String, Bool, Int64).self)
+        let (id, tenant, name, role, disabled, created, email, issuer, subject) =
+            try row.decode((String, String?, String, String, Bool, Int64, String?, String?, String?).self)
         return User(id: UserID(id), tenantID: tenant.map(TenantID.init), name: name, role: Role(rawValue: role) ?? .tenantUser,
-                    disabled: disabled, createdAt: Timestamp(millisecondsSinceEpoch: created))
+                    disabled: disabled, createdAt: Timestamp(millisecondsSinceEpoch: created), email: email,
+                    identity: subject.map { ExternalIdentity(issuer: issuer ?? "", subject: $0) })
     }
 
     private static func session(_ row: PostgresRow) throws -> LeaseSession {

@@ -90,5 +90,33 @@ enum PostgresMigrations {
               FOR EACH ROW EXECUTE FUNCTION coditect_license_changed()
             """,
         ]),
+        (2, [
+            "ALTER TABLE tenants ADD COLUMN provisioning text NOT NULL DEFAULT 'admin'",
+            "ALTER TABLE tenants ADD COLUMN email_domains text[] NOT NULL DEFAULT '{}'",
+            "ALTER TABLE tenants ADD COLUMN identity_tenant text",
+            "CREATE INDEX tenants_by_identity_tenant ON tenants(identity_tenant) WHERE identity_tenant IS NOT NULL",
+            "CREATE INDEX tenants_by_email_domain ON tenants USING gin (email_domains)",
+            "ALTER TABLE users ADD COLUMN email text",
+            "ALTER TABLE users ADD COLUMN identity_issuer text",
+            "ALTER TABLE users ADD COLUMN identity_subject text",
+            "CREATE UNIQUE INDEX users_by_identity ON users(identity_issuer, identity_subject) WHERE identity_subject IS NOT NULL",
+            "CREATE INDEX users_by_email ON users(email) WHERE email IS NOT NULL",
+            "ALTER TABLE api_keys ADD COLUMN id text",
+            "ALTER TABLE api_keys ADD COLUMN name text NOT NULL DEFAULT ''",
+            "UPDATE api_keys SET id = 'key_' || substr(hash, 1, 16)",
+            "ALTER TABLE api_keys ALTER COLUMN id SET NOT NULL",
+            "CREATE UNIQUE INDEX api_keys_by_id ON api_keys(id)",
+            "CREATE INDEX api_keys_by_user ON api_keys(user_id)",
+            "CREATE INDEX sessions_by_user ON sessions(user_id, created_at_ms DESC)",
+            "CREATE INDEX audit_by_actor ON audit_log(actor, seq DESC)",
+            """
+            CREATE TABLE signing_keys (kid text PRIMARY KEY, algorithm text NOT NULL, private_pem text NOT NULL,
+              created_at_ms bigint NOT NULL, retired_at_ms bigint, publish_until_ms bigint)
+            """,
+            // Only the daemon's own work ('*') sees signing keys: never a tenant-scoped statement.
+            "ALTER TABLE signing_keys ENABLE ROW LEVEL SECURITY",
+            "ALTER TABLE signing_keys FORCE ROW LEVEL SECURITY",
+            "CREATE POLICY system_only ON signing_keys USING (coditect_visible(NULL)) WITH CHECK (coditect_visible(NULL))",
+        ]),
     ]
 }

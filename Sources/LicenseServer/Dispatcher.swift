@@ -6,24 +6,33 @@ import NIOCore
 
 /// Turns decoded client frames into service calls and service results (or errors) into server
 /// frames. Errors become wire statuses here and nowhere else.
+///
+/// It also completes the audit log: the service records every change it commits together with
+/// the change; the dispatcher records every administrative read and every refused call
+/// (including refused `Hello`s), so the log shows who did what, when, and how it ended.
 public struct Dispatcher: Sendable {
     public let service: LicenseService
     let authenticator: Authenticator
+    let identity: (any IDTokenVerifying)?
     let maxFrameBytes: Int
     let logger: Logger
 
-    public init(service: LicenseService, maxFrameBytes: Int, logger: Logger = Logger(label: "coditect.license.dispatcher")) {
+    /// `identity` verifies ID tokens in `Hello`; without it only API keys are accepted.
+    public init(service: LicenseService, maxFrameBytes: Int, identity: (any IDTokenVerifying)? = nil, logger: Logger = Logger(label: "coditect.license.dispatcher")) {
         self.service = service
-        self.authenticator = Authenticator(repository: service.repository)
+        self.authenticator = Authenticator(repository: service.repository, clock: service.clock)
+        self.identity = identity
         self.maxFrameBytes = maxFrameBytes
         self.logger = logger
     }
 
-    /// Checks a `Hello`; returns the answer and, on success, the principal.
-    public func hello(id: UInt64, _ hello: Coditect_License_V1_Hello) async -> (ServerFrame, Principal?) {
+    /// Checks a `Hello`; returns the answer and, on success, the principal. `peer` (the client's
+    /// address) goes into the audit log when the credential is refused.
+    public func hello(id: UInt64, _ hello: Coditect_License_V1_Hello, peer: String = "unknown") async -> (ServerFrame, Principal?) {
         let timer = Self.timers["hello"]!
         let start = ContinuousClock.now
         defer { timer.recordNanoseconds(TimeAmount(ContinuousClock.now - start).nanoseconds) }
+        var kind = "none"
         do {
             guard hello.protocolVersion == WireProtocol.version else {
                 throw LicenseError(.failedPrecondition, .protocolVersion, "this server speaks protocol version \(WireProtocol.version); the client sent \(hello.protocolVersion)")
@@ -31,9 +40,14 @@ public struct Dispatcher: Sendable {
             let principal: Principal
             switch hello.credential {
             case .apiKey(let key):
+                kind = "api_key"
                 principal = try await authenticator.authenticate(apiKey: key)
-            case .idToken:
-                throw LicenseError(.unauthenticated, .unsupportedCredential, "ID-token sign-in is not enabled on this server; use an API key")
+            case .idToken(let token):
+                kind = "id_token"
+                guard let identity else {
+                    throw LicenseError(.unauthenticated, .unsupportedCredential, "ID-token sign-in is not enabled on this server; use an API key")
+                }
+                principal = try await authenticator.authenticate(identity: try await identity.verify(token))
             case nil:
                 throw LicenseError(.unauthenticated, .credentialRequired, "Hello must carry a credential")
             }
@@ -49,7 +63,9 @@ public struct Dispatcher: Sendable {
             frame.hello = result
             return (frame, principal)
         } catch {
-            return (failure(id: id, call: "hello", error), nil)
+            let licenseError = Self.licenseError(error, call: "hello", logger: logger)
+            await audit(AuditEvent(at: service.clock.now(), tenantID: nil, actor: nil, action: "hello", target: "\(kind) from \(peer)", outcome: licenseError.reason.rawValue))
+            return (failure(id: id, call: "hello", licenseError), nil)
         }
     }
 
@@ -59,105 +75,174 @@ public struct Dispatcher: Sendable {
         let start = ContinuousClock.now
         defer { Self.timers[call]?.recordNanoseconds(TimeAmount(ContinuousClock.now - start).nanoseconds) }
         do {
-            var frame = ServerFrame.ok(id: request.id)
-            switch request.call {
-            case .acquire(let acquire):
-                let outcome = try await service.acquire(AcquireCommand(
-                    licenseID: acquire.licenseID, hardwareID: acquire.hardwareID,
-                    idempotencyKey: acquire.idempotencyKey, clientInfo: acquire.clientInfo
-                ), by: principal)
-                var result = Coditect_License_V1_AcquireResult()
-                result.sessionID = outcome.sessionID.rawValue
-                result.leaseToken = outcome.leaseToken
-                result.leaseExpiresAtMs = .wire(outcome.leaseExpiresAt)
-                result.tokenExpiresAtMs = .wire(outcome.tokenExpiresAt)
-                result.heartbeatIntervalS = UInt32(outcome.policy.heartbeatInterval.wholeSeconds)
-                result.leaseTtlS = UInt32(outcome.policy.leaseTTL.wholeSeconds)
-                result.resumed = outcome.resumed
-                frame.acquire = result
-            case .heartbeat(let heartbeat):
-                let clientExpiry = heartbeat.tokenExpiresAtMs == 0 ? nil : Timestamp(millisecondsSinceEpoch: Int64(clamping: heartbeat.tokenExpiresAtMs))
-                let outcome = try await service.heartbeat(session: heartbeat.sessionID, clientTokenExpiry: clientExpiry, by: principal)
-                var result = Coditect_License_V1_HeartbeatResult()
-                result.leaseExpiresAtMs = .wire(outcome.leaseExpiresAt)
-                result.nextHeartbeatAtMs = .wire(outcome.nextHeartbeatAt)
-                if let token = outcome.leaseToken, let expiry = outcome.tokenExpiresAt {
-                    result.leaseToken = token
-                    result.tokenExpiresAtMs = .wire(expiry)
-                }
-                frame.heartbeat = result
-            case .release(let release):
-                try await service.release(session: release.sessionID, by: principal)
-                frame.release = Coditect_License_V1_ReleaseResult()
-            case .getSigningKeys:
-                var keys = Coditect_License_V1_SigningKeys()
-                keys.jwksJson = service.signingKeys()
-                frame.signingKeys = keys
-            case .createTenant(let request):
-                frame.tenant = .init(try await service.createTenant(id: request.id, name: request.name, by: principal))
-            case .listTenants:
-                var list = Coditect_License_V1_TenantList()
-                list.tenants = try await service.listTenants(by: principal).map(Coditect_License_V1_Tenant.init)
-                frame.tenants = list
-            case .createLicense(let request):
-                frame.license = .init(try await service.createLicense(.init(request), by: principal))
-            case .listLicenses(let request):
-                var list = Coditect_License_V1_LicenseList()
-                list.licenses = try await service.listLicenses(tenant: request.tenantID, by: principal).map(Coditect_License_V1_License.init)
-                frame.licenses = list
-            case .createUser(let request):
-                let created = try await service.createUser(tenant: request.tenantID, name: request.name, role: request.role, by: principal)
-                var result = Coditect_License_V1_CreateUserResult()
-                result.userID = created.user.id.rawValue
-                result.tenantID = created.user.tenantID?.rawValue ?? ""
-                result.name = created.user.name
-                result.role = created.user.role.rawValue
-                result.apiKey = created.apiKey
-                frame.user = result
-            case .licenseStatus(let request):
-                var result = Coditect_License_V1_LicenseStatusResult()
-                result.licenses = try await service.licenseStatus(tenant: request.tenantID, license: request.licenseID, by: principal).map { usage in
-                    var wire = Coditect_License_V1_LicenseUsage()
-                    wire.licenseID = usage.license.id.rawValue
-                    wire.tenantID = usage.license.tenantID.rawValue
-                    wire.name = usage.license.name
-                    wire.seatsUsed = UInt32(usage.seatsUsed)
-                    wire.seatsTotal = UInt32(usage.license.seats)
-                    wire.status = usage.license.status.rawValue
-                    return wire
-                }
-                frame.licenseStatus = result
-            case .listSessions(let request):
-                var list = Coditect_License_V1_SessionList()
-                list.sessions = try await service.listSessions(license: request.licenseID, includeEnded: request.includeEnded, by: principal)
-                    .map(Coditect_License_V1_SessionInfo.init)
-                frame.sessions = list
-            case .revokeSession(let request):
-                _ = try await service.revoke(session: request.sessionID, by: principal)
-                frame.revokeSession = Coditect_License_V1_RevokeSessionResult()
-            case .hello:
-                throw LicenseError(.internal, .internalError, "Hello reached the dispatcher")
-            case nil:
-                throw LicenseError(.unimplemented, .unknownCall, "the frame carries no call this server knows")
+            let frame = try await perform(request, as: principal)
+            if Self.adminReads.contains(call) {
+                await audit(AuditEvent(at: service.clock.now(), tenantID: principal.tenantID, actor: principal.userID, action: "read." + call, target: Self.target(of: request.call)))
             }
             return frame
         } catch {
-            return failure(id: request.id, call: call, error)
+            let licenseError = Self.licenseError(error, call: call, logger: logger)
+            await audit(AuditEvent(
+                at: service.clock.now(), tenantID: principal.tenantID, actor: principal.userID, action: "refused." + call,
+                target: Self.target(of: request.call), outcome: licenseError.reason.rawValue
+            ))
+            return failure(id: request.id, call: call, licenseError)
         }
     }
 
-    private func failure(id: UInt64, call: String, _ error: any Error) -> ServerFrame {
-        let licenseError = error as? LicenseError ?? {
-            logger.error("unexpected error in call", metadata: ["call": "\(call)", "error": "\(type(of: error))"])
-            return LicenseError(.internal, .internalError, "internal error")
-        }()
-        Counter(label: "licensed_call_errors_total", dimensions: [("call", call), ("reason", licenseError.reason.rawValue)]).increment()
-        return .failure(id: id, licenseError)
+    private func perform(_ request: ClientFrame, as principal: Principal) async throws -> ServerFrame {
+        var frame = ServerFrame.ok(id: request.id)
+        switch request.call {
+        case .acquire(let acquire):
+            let outcome = try await service.acquire(AcquireCommand(
+                licenseID: acquire.licenseID, hardwareID: acquire.hardwareID,
+                idempotencyKey: acquire.idempotencyKey, clientInfo: acquire.clientInfo
+            ), by: principal)
+            var result = Coditect_License_V1_AcquireResult()
+            result.sessionID = outcome.sessionID.rawValue
+            result.leaseToken = outcome.leaseToken
+            result.leaseExpiresAtMs = .wire(outcome.leaseExpiresAt)
+            result.tokenExpiresAtMs = .wire(outcome.tokenExpiresAt)
+            result.heartbeatIntervalS = UInt32(outcome.policy.heartbeatInterval.wholeSeconds)
+            result.leaseTtlS = UInt32(outcome.policy.leaseTTL.wholeSeconds)
+            result.resumed = outcome.resumed
+            frame.acquire = result
+        case .heartbeat(let heartbeat):
+            let clientExpiry = heartbeat.tokenExpiresAtMs == 0 ? nil : Timestamp(millisecondsSinceEpoch: Int64(clamping: heartbeat.tokenExpiresAtMs))
+            let outcome = try await service.heartbeat(session: heartbeat.sessionID, clientTokenExpiry: clientExpiry, by: principal)
+            var result = Coditect_License_V1_HeartbeatResult()
+            result.leaseExpiresAtMs = .wire(outcome.leaseExpiresAt)
+            result.nextHeartbeatAtMs = .wire(outcome.nextHeartbeatAt)
+            if let token = outcome.leaseToken, let expiry = outcome.tokenExpiresAt {
+                result.leaseToken = token
+                result.tokenExpiresAtMs = .wire(expiry)
+            }
+            frame.heartbeat = result
+        case .release(let release):
+            try await service.release(session: release.sessionID, by: principal)
+            frame.release = Coditect_License_V1_ReleaseResult()
+        case .getSigningKeys:
+            var keys = Coditect_License_V1_SigningKeys()
+            keys.jwksJson = service.signingKeys()
+            frame.signingKeys = keys
+
+        case .createTenant(let request):
+            frame.tenant = .init(try await service.createTenant(id: request.id, name: request.name, by: principal))
+        case .listTenants:
+            var list = Coditect_License_V1_TenantList()
+            list.tenants = try await service.listTenants(by: principal).map(Coditect_License_V1_Tenant.init)
+            frame.tenants = list
+        case .getTenant(let request):
+            frame.tenant = .init(try await service.showTenant(request.tenantID, by: principal))
+        case .updateTenant(let request):
+            frame.tenant = .init(try await service.updateTenant(.init(request), by: principal))
+
+        case .createLicense(let request):
+            frame.license = .init(try await service.createLicense(.init(request), by: principal))
+        case .getLicense(let request):
+            frame.license = .init(try await service.showLicense(request.licenseID, by: principal))
+        case .updateLicense(let request):
+            frame.license = .init(try await service.updateLicense(try .init(request), by: principal))
+        case .listLicenses(let request):
+            var list = Coditect_License_V1_LicenseList()
+            list.licenses = try await service.listLicenses(tenant: request.tenantID, by: principal).map(Coditect_License_V1_License.init)
+            frame.licenses = list
+        case .licenseStatus(let request):
+            var result = Coditect_License_V1_LicenseStatusResult()
+            result.licenses = try await service.licenseStatus(tenant: request.tenantID, license: request.licenseID, by: principal)
+                .map(Coditect_License_V1_LicenseUsage.init)
+            frame.licenseStatus = result
+
+        case .createUser(let request):
+            let created = try await service.createUser(CreateUserCommand(
+                tenantID: request.tenantID, name: request.name, role: request.role, email: request.email, withAPIKey: !request.withoutApiKey
+            ), by: principal)
+            var result = Coditect_License_V1_CreateUserResult()
+            result.userID = created.user.id.rawValue
+            result.tenantID = created.user.tenantID?.rawValue ?? ""
+            result.name = created.user.name
+            result.role = created.user.role.rawValue
+            result.apiKey = created.apiKey ?? ""
+            result.email = created.user.email ?? ""
+            frame.user = result
+        case .listUsers(let request):
+            var list = Coditect_License_V1_UserList()
+            list.users = try await service.listUsers(tenant: request.tenantID, by: principal).map(Coditect_License_V1_User.init)
+            frame.users = list
+        case .setUserDisabled(let request):
+            let (user, revoked) = try await service.setUserDisabled(request.userID, disabled: request.disabled, by: principal)
+            var result = Coditect_License_V1_SetUserDisabledResult()
+            result.user = .init(user)
+            result.revokedSessionIds = revoked.map(\.id.rawValue)
+            frame.setUserDisabled = result
+
+        case .createApiKey(let request):
+            frame.apiKeyCreated = .init(try await service.createAPIKey(user: request.userID, name: request.name, by: principal))
+        case .listApiKeys(let request):
+            var list = Coditect_License_V1_ApiKeyList()
+            list.keys = try await service.listAPIKeys(user: request.userID, tenant: request.tenantID, by: principal).map(Coditect_License_V1_ApiKey.init)
+            frame.apiKeys = list
+        case .rotateApiKey(let request):
+            frame.apiKeyCreated = .init(try await service.rotateAPIKey(request.keyID, by: principal))
+        case .revokeApiKey(let request):
+            frame.apiKey = .init(try await service.revokeAPIKey(request.keyID, by: principal))
+
+        case .listSessions(let request):
+            var list = Coditect_License_V1_SessionList()
+            list.sessions = try await service.listSessions(license: request.licenseID, user: request.userID, includeEnded: request.includeEnded, by: principal)
+                .map(Coditect_License_V1_SessionInfo.init)
+            frame.sessions = list
+        case .revokeSession(let request):
+            _ = try await service.revoke(session: request.sessionID, by: principal)
+            frame.revokeSession = Coditect_License_V1_RevokeSessionResult()
+
+        case .queryAudit(let request):
+            var list = Coditect_License_V1_AuditEventList()
+            list.events = try await service.queryAudit(.init(request), tenant: request.tenantID, user: request.userID, by: principal)
+                .map(Coditect_License_V1_AuditEvent.init)
+            frame.auditEvents = list
+        case .rotateSigningKey(let request):
+            frame.signingKeyRotation = .init(try await service.rotateSigningKey(algorithm: request.algorithm, by: principal))
+
+        case .hello:
+            throw LicenseError(.internal, .internalError, "Hello reached the dispatcher")
+        case nil:
+            throw LicenseError(.unimplemented, .unknownCall, "the frame carries no call this server knows")
+        }
+        return frame
     }
 
+    /// Appends an audit event; a failure is logged, never turned into the call's answer.
+    private func audit(_ event: AuditEvent) async {
+        do {
+            try await service.repository.appendAudit(event)
+        } catch {
+            logger.error("audit event not recorded", metadata: ["action": "\(event.action)", "error": "\(type(of: error))"])
+        }
+    }
+
+    private static func licenseError(_ error: any Error, call: String, logger: Logger) -> LicenseError {
+        if let licenseError = error as? LicenseError { return licenseError }
+        logger.error("unexpected error in call", metadata: ["call": "\(call)", "error": "\(type(of: error))"])
+        return LicenseError(.internal, .internalError, "internal error")
+    }
+
+    private func failure(id: UInt64, call: String, _ error: LicenseError) -> ServerFrame {
+        Counter(label: "licensed_call_errors_total", dimensions: [("call", call), ("reason", error.reason.rawValue)]).increment()
+        return .failure(id: id, error)
+    }
+
+    /// Administrative calls that change nothing; the dispatcher audits them (the service audits changes).
+    static let adminReads: Set<String> = [
+        "list_tenants", "get_tenant", "get_license", "list_licenses", "license_status", "list_users", "list_api_keys",
+        "list_sessions", "query_audit",
+    ]
+
     static let callNames = [
-        "hello", "acquire", "heartbeat", "release", "get_signing_keys", "create_tenant", "list_tenants", "create_license",
-        "list_licenses", "create_user", "license_status", "list_sessions", "revoke_session", "unknown",
+        "hello", "acquire", "heartbeat", "release", "get_signing_keys", "create_tenant", "list_tenants", "get_tenant", "update_tenant",
+        "create_license", "get_license", "update_license", "list_licenses", "license_status", "create_user", "list_users",
+        "set_user_disabled", "create_api_key", "list_api_keys", "rotate_api_key", "revoke_api_key", "list_sessions",
+        "revoke_session", "query_audit", "rotate_signing_key", "unknown",
     ]
 
     static let timers: [String: Metrics.Timer] = Dictionary(uniqueKeysWithValues: callNames.map {
@@ -173,14 +258,56 @@ public struct Dispatcher: Sendable {
         case .getSigningKeys: "get_signing_keys"
         case .createTenant: "create_tenant"
         case .listTenants: "list_tenants"
+        case .getTenant: "get_tenant"
+        case .updateTenant: "update_tenant"
         case .createLicense: "create_license"
+        case .getLicense: "get_license"
+        case .updateLicense: "update_license"
         case .listLicenses: "list_licenses"
-        case .createUser: "create_user"
         case .licenseStatus: "license_status"
+        case .createUser: "create_user"
+        case .listUsers: "list_users"
+        case .setUserDisabled: "set_user_disabled"
+        case .createApiKey: "create_api_key"
+        case .listApiKeys: "list_api_keys"
+        case .rotateApiKey: "rotate_api_key"
+        case .revokeApiKey: "revoke_api_key"
         case .listSessions: "list_sessions"
         case .revokeSession: "revoke_session"
+        case .queryAudit: "query_audit"
+        case .rotateSigningKey: "rotate_signing_key"
         case nil: "unknown"
         }
+    }
+
+    /// The id a call names, for the audit log (cut to the repository's id length).
+    static func target(of call: ClientFrame.OneOf_Call?) -> String {
+        let target: String = switch call {
+        case .acquire(let request): request.licenseID
+        case .heartbeat(let request): request.sessionID
+        case .release(let request): request.sessionID
+        case .createTenant(let request): request.id
+        case .getTenant(let request): request.tenantID
+        case .updateTenant(let request): request.tenantID
+        case .createLicense(let request): request.tenantID
+        case .getLicense(let request): request.licenseID
+        case .updateLicense(let request): request.licenseID
+        case .listLicenses(let request): request.tenantID
+        case .licenseStatus(let request): request.licenseID.isEmpty ? request.tenantID : request.licenseID
+        case .createUser(let request): request.tenantID
+        case .listUsers(let request): request.tenantID
+        case .setUserDisabled(let request): request.userID
+        case .createApiKey(let request): request.userID
+        case .listApiKeys(let request): request.userID.isEmpty ? request.tenantID : request.userID
+        case .rotateApiKey(let request): request.keyID
+        case .revokeApiKey(let request): request.keyID
+        case .listSessions(let request): request.licenseID.isEmpty ? request.userID : request.licenseID
+        case .revokeSession(let request): request.sessionID
+        case .queryAudit(let request): request.tenantID
+        case .rotateSigningKey(let request): request.algorithm
+        case .hello, .getSigningKeys, .listTenants, nil: ""
+        }
+        return String(target.prefix(128))
     }
 }
 
@@ -190,66 +317,5 @@ extension ServerFrame {
         frame.id = id
         frame.status = WireStatus()
         return frame
-    }
-}
-
-extension UInt64 {
-    static func wire(_ timestamp: Timestamp) -> UInt64 { UInt64(Swift.max(0, timestamp.millisecondsSinceEpoch)) }
-}
-
-extension Coditect_License_V1_Tenant {
-    init(_ tenant: Tenant) {
-        self.init()
-        id = tenant.id.rawValue
-        name = tenant.name
-        createdAtMs = .wire(tenant.createdAt)
-        status = tenant.status.rawValue
-    }
-}
-
-extension Coditect_License_V1_License {
-    init(_ license: License) {
-        self.init()
-        id = license.id.rawValue
-        tenantID = license.tenantID.rawValue
-        name = license.name
-        seats = UInt32(license.seats)
-        leaseTtlS = UInt32(license.policy.leaseTTL.wholeSeconds)
-        heartbeatIntervalS = UInt32(license.policy.heartbeatInterval.wholeSeconds)
-        offlineGraceS = UInt32(license.policy.offlineGrace.wholeSeconds)
-        validFromMs = license.validFrom.map(UInt64.wire) ?? 0
-        validUntilMs = license.validUntil.map(UInt64.wire) ?? 0
-        features = license.features
-        status = license.status.rawValue
-        createdAtMs = .wire(license.createdAt)
-    }
-}
-
-extension Coditect_License_V1_SessionInfo {
-    init(_ session: LeaseSession) {
-        self.init()
-        sessionID = session.id.rawValue
-        licenseID = session.licenseID.rawValue
-        tenantID = session.tenantID.rawValue
-        userID = session.userID.rawValue
-        hardwareID = session.hardwareID
-        createdAtMs = .wire(session.createdAt)
-        leaseExpiresAtMs = .wire(session.leaseExpiresAt)
-        endedAtMs = session.endedAt.map(UInt64.wire) ?? 0
-        endReason = session.endReason?.rawValue ?? ""
-        clientInfo = session.clientInfo
-    }
-}
-
-extension CreateLicenseCommand {
-    init(_ request: Coditect_License_V1_CreateLicenseRequest) {
-        func seconds(_ value: UInt32) -> Duration? { value == 0 ? nil : .seconds(Int64(value)) }
-        func instant(_ value: UInt64) -> Timestamp? { value == 0 ? nil : Timestamp(millisecondsSinceEpoch: Int64(clamping: value)) }
-        self.init(
-            id: request.id, tenantID: request.tenantID, name: request.name, seats: Int(request.seats),
-            leaseTTL: seconds(request.leaseTtlS), heartbeatInterval: seconds(request.heartbeatIntervalS),
-            offlineGrace: seconds(request.offlineGraceS), validFrom: instant(request.validFromMs),
-            validUntil: instant(request.validUntilMs), features: request.features
-        )
     }
 }

@@ -89,6 +89,7 @@ public final class LicenseServer: Service {
         let dispatcher = self.dispatcher
         let drainTimeout = configuration.drainTimeout
         let reconnectAfter = configuration.reconnectAfter
+        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
 
         do {
             try await connection.executeThenClose { inbound, outbound in
@@ -119,7 +120,7 @@ public final class LicenseServer: Service {
                                     if machine.withLock({ $0.fatal() }) == .close { answer.finish() }
                                     return
                                 case .frame(let body):
-                                    await self.handleFrame(body, connectionID: connectionID, machine: machine, limiter: limiter, answer: answer, group: &group, dispatcher: dispatcher)
+                                    await self.handleFrame(body, connectionID: connectionID, peer: peer, machine: machine, limiter: limiter, answer: answer, group: &group, dispatcher: dispatcher)
                                 }
                             }
                         } catch {
@@ -144,7 +145,7 @@ public final class LicenseServer: Service {
     }
 
     private func handleFrame(
-        _ body: ByteBuffer, connectionID: UInt64, machine: LockedStateMachine, limiter: InFlightLimiter,
+        _ body: ByteBuffer, connectionID: UInt64, peer: String, machine: LockedStateMachine, limiter: InFlightLimiter,
         answer: AsyncStream<ServerFrame>.Continuation, group: inout DiscardingTaskGroup, dispatcher: Dispatcher
     ) async {
         let request: ClientFrame
@@ -168,7 +169,7 @@ public final class LicenseServer: Service {
             answer.yield(.failure(id: request.id, error))
         case .authenticate:
             // Inline: nothing else on this connection is read until the credential is checked.
-            let (frame, principal) = await dispatcher.hello(id: request.id, request.hello)
+            let (frame, principal) = await dispatcher.hello(id: request.id, request.hello, peer: peer)
             machine.withLock { state in
                 if let principal { state.helloSucceeded(principal) } else { state.helloFailed() }
             }

@@ -1,6 +1,7 @@
 import Foundation
 import LicenseCore
 import LicenseEmbedded
+import LicenseIdentity
 import LicensePostgres
 import LicenseRedis
 import LicenseTokens
@@ -34,6 +35,12 @@ public struct ServerEnvironment: Sendable {
         public var postgres: PostgresSettings?
         /// Apply Postgres migrations at start (otherwise an out-of-date schema stops the start).
         public var migrateOnStart = false
+        /// Identity providers whose ID tokens `Hello` accepts; none: API keys only.
+        public var oidcIssuers: [OIDCIssuer] = []
+        /// How identity providers' keys are fetched and cached.
+        public var jwksPolicy = JWKSCachePolicy()
+        /// Fetches identity providers' keys (tests substitute trust roots).
+        public var jwksFetcher: any HTTPFetching = NIOHTTPFetcher()
 
         public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
     }
@@ -45,6 +52,10 @@ public struct ServerEnvironment: Sendable {
     public let caCertificatePath: String?
     /// The bootstrap API key, only on the start that created it (print it once).
     public let newBootstrapKey: String?
+    /// Verifies ID tokens, when identity providers are configured.
+    public let identity: (any IDTokenVerifying)?
+    /// Keeps the signing keys in step with the repository (rotations made by other replicas).
+    public let keyRefresher: SigningKeyRefresher
 
     /// Opens the backends, prepares the data folder, runs `body` with the environment, and
     /// closes the backends when `body` returns or throws.
@@ -109,21 +120,36 @@ public struct ServerEnvironment: Sendable {
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv12
 
-        // Signing key
-        let signingKey: SigningKey
+        // Signing keys live in the repository, shared by every replica. A key file (given, or
+        // generated in the data folder on first start) is imported when the repository does not
+        // hold it yet; importing a new file rotates to it.
+        let fileKey: SigningKey
         if let file = settings.signingKeyFile {
-            signingKey = try SigningKey(pem: try String(contentsOfFile: file, encoding: .utf8), algorithm: settings.signingAlgorithm)
+            fileKey = try SigningKey(pem: try String(contentsOfFile: file, encoding: .utf8), algorithm: settings.signingAlgorithm)
         } else {
             let path = data + "/keys/lease-signing-\(settings.signingAlgorithm.rawValue.lowercased()).pem"
             if fm.fileExists(atPath: path) {
-                signingKey = try SigningKey(pem: try String(contentsOfFile: path, encoding: .utf8), algorithm: settings.signingAlgorithm)
+                fileKey = try SigningKey(pem: try String(contentsOfFile: path, encoding: .utf8), algorithm: settings.signingAlgorithm)
             } else {
                 try fm.createDirectory(atPath: data + "/keys", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-                signingKey = try SigningKey.generate(settings.signingAlgorithm)
-                try writePrivate(signingKey.pemRepresentation, to: path)
+                fileKey = try SigningKey.generate(settings.signingAlgorithm)
+                try writePrivate(fileKey.pemRepresentation, to: path)
             }
         }
-        let keyRing = KeyRing(issuer: settings.issuer, current: signingKey)
+        let keyRing = KeyRing(issuer: settings.issuer, current: fileKey)
+        var stored = try await repository.signingKeys()
+        let importFile = stored.isEmpty || (settings.signingKeyFile != nil && !stored.contains { $0.keyID == fileKey.keyID })
+        if importFile {
+            let now = clock.now()
+            try await repository.rotateSigningKey(
+                to: SigningKey.stored(fileKey, at: now), publishRetiredUntil: now.advanced(by: LicenseService.maxOfflineGrace + .seconds(120)),
+                audit: AuditEvent(at: now, tenantID: nil, actor: nil, action: "signing_key.import", target: fileKey.keyID)
+            )
+            stored = try await repository.signingKeys()
+        } else if settings.signingKeyFile != nil, stored.first(where: { $0.keyID == fileKey.keyID })?.retiredAt != nil {
+            logger.warning("the --signing-key file holds a retired key; signing with the repository's current key", metadata: ["kid": "\(fileKey.keyID)"])
+        }
+        try keyRing.load(stored, now: clock.now())
 
         // Seats
         let seats: any SeatStore
@@ -154,11 +180,18 @@ public struct ServerEnvironment: Sendable {
             let now = clock.now()
             let user = User(id: UserID("usr_bootstrap"), tenantID: nil, name: "bootstrap operator", role: .platformOperator, createdAt: now)
             try await repository.createUser(
-                user, apiKey: APIKeyRecord(hash: APIKey.hash(apiKey), userID: user.id, createdAt: now),
+                user, apiKey: APIKeyRecord(hash: APIKey.hash(apiKey), userID: user.id, tenantID: nil, name: "bootstrap", createdAt: now),
                 audit: AuditEvent(at: now, tenantID: nil, actor: nil, action: "user.bootstrap", target: user.id.rawValue)
             )
             newKey = apiKey
         }
-        return ServerEnvironment(service: service, repository: repository, tls: tls, caCertificatePath: caPath, newBootstrapKey: newKey)
+        let identity = settings.oidcIssuers.isEmpty ? nil : try OIDCTokenVerifier(
+            issuers: settings.oidcIssuers, fetcher: settings.jwksFetcher, clock: clock, cachePolicy: settings.jwksPolicy,
+            refusedTypes: [leaseTokenType], logger: logger
+        )
+        return ServerEnvironment(
+            service: service, repository: repository, tls: tls, caCertificatePath: caPath, newBootstrapKey: newKey,
+            identity: identity, keyRefresher: SigningKeyRefresher(repository: repository, signer: keyRing, clock: clock, logger: logger)
+        )
     }
 }

@@ -30,11 +30,17 @@ final class SessionNotices: Sendable {
         case .release(let release):
             _ = holders.withLock { $0.removeValue(forKey: release.sessionID) }
         case .revokeSession(let revoke):
-            if let holder = holders.withLock({ $0.removeValue(forKey: revoke.sessionID) }) {
-                holder.notices.yield(.sessionRevoked(revoke.sessionID))
-            }
+            notify(revoke.sessionID)
+        case .setUserDisabled:
+            answer.setUserDisabled.revokedSessionIds.forEach(notify)
         default:
             break
+        }
+    }
+
+    private func notify(_ session: String) {
+        if let holder = holders.withLock({ $0.removeValue(forKey: session) }) {
+            holder.notices.yield(.sessionRevoked(session))
         }
     }
 

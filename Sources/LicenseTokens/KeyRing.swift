@@ -41,6 +41,42 @@ public final class KeyRing: LeaseTokenSigner {
     }
 
     public func jwksJSON() -> String { JWKS.encode(verificationKeys) }
+
+    public func makeKey(algorithm: String?, at now: Timestamp) throws -> StoredSigningKey {
+        let chosen: LeaseTokenAlgorithm
+        if let algorithm {
+            guard let known = LeaseTokenAlgorithm(rawValue: algorithm) else {
+                throw LicenseError(.invalidArgument, .invalidRequest, "algorithm must be EdDSA, RS256 or PS256")
+            }
+            chosen = known
+        } else {
+            chosen = currentKey.algorithm
+        }
+        return SigningKey.stored(try SigningKey.generate(chosen), at: now)
+    }
+
+    public func load(_ keys: [StoredSigningKey], now: Timestamp) throws {
+        let signing = keys.filter { $0.retiredAt == nil }.max { $0.createdAt < $1.createdAt }
+        guard let signing, let algorithm = LeaseTokenAlgorithm(rawValue: signing.algorithm) else {
+            throw LicenseError(.internal, .internalError, "the repository holds no signing key")
+        }
+        let current = try SigningKey(pem: signing.privateKeyPEM, algorithm: algorithm)
+        let retired = try keys
+            .filter { $0.retiredAt != nil && ($0.publishUntil ?? now) > now && $0.keyID != current.keyID }
+            .sorted { ($0.retiredAt ?? now) > ($1.retiredAt ?? now) }
+            .compactMap { stored -> VerificationKey? in
+                guard let algorithm = LeaseTokenAlgorithm(rawValue: stored.algorithm) else { return nil }
+                return try SigningKey(pem: stored.privateKeyPEM, algorithm: algorithm).verificationKey
+            }
+        state.withLock { $0 = State(current: current, retired: retired) }
+    }
+}
+
+extension SigningKey {
+    /// The key in the form the repository stores.
+    public static func stored(_ key: SigningKey, at now: Timestamp) -> StoredSigningKey {
+        StoredSigningKey(keyID: key.keyID, algorithm: key.algorithm.rawValue, privateKeyPEM: key.pemRepresentation, createdAt: now)
+    }
 }
 
 /// RFC 7517 JSON Web Key Sets of verification keys.

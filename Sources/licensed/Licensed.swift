@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LicenseCore
 import LicenseEmbedded
+import LicenseIdentity
 import LicensePostgres
 import LicenseRedis
 import LicenseServer
@@ -23,14 +24,21 @@ struct Licensed: AsyncParsableCommand {
         Settings come from, in order of precedence: flags, environment variables (LICENSED_LISTEN, \
         LICENSED_DATA_DIR, LICENSED_TLS_CERT, LICENSED_TLS_KEY, LICENSED_SIGNING_KEY, \
         LICENSED_SIGNING_ALG, LICENSED_MAX_FRAME_BYTES, LICENSED_LOG_LEVEL, LICENSED_REDIS_URL, \
-        LICENSED_POSTGRES_URL, LICENSED_MIGRATE, LICENSED_BOOTSTRAP_API_KEY), then a JSON config file \
-        (--config or LICENSED_CONFIG) with the same names in snake_case (listen, data_dir, tls_cert, \
-        tls_key, signing_key, signing_alg, max_frame_bytes, log_level, redis_url, postgres_url, migrate).
+        LICENSED_POSTGRES_URL, LICENSED_MIGRATE, LICENSED_BOOTSTRAP_API_KEY, LICENSED_OIDC (specs separated \
+        by ';'), LICENSED_FIREBASE_PROJECT), then a JSON config file (--config or LICENSED_CONFIG) with the \
+        same names in snake_case (listen, data_dir, tls_cert, tls_key, signing_key, signing_alg, \
+        max_frame_bytes, log_level, redis_url, postgres_url, migrate, firebase_project, and oidc_issuers: \
+        a list of {"issuer", "audience", "jwks_url", "algorithms", "tenant_claim"} objects).
+
+        ID-token sign-in: --oidc 'issuer=https://login.example.com,audience=licensed' trusts that issuer \
+        (keys from its discovery document, or jwks=URL; alg=RS256+ES256 by default; tenant_claim=CLAIM). \
+        --firebase-project my-project trusts Google Identity Platform / Firebase tokens of that project.
 
         Examples:
           licensed
           licensed --redis-url redis://10.0.0.5:6379 --postgres-url postgres://licensed:pw@10.0.0.6/licenses --migrate
           licensed migrate --postgres-url postgres://licensed:pw@10.0.0.6/licenses
+          licensed --firebase-project coditect-prod --oidc 'issuer=https://login.acme.com,audience=coditect-licensed'
 
         """,
         subcommands: [Serve.self, Migrate.self],
@@ -69,11 +77,58 @@ struct CommonOptions: ParsableArguments {
             throw ValidationError("config file \(path) is not a JSON object")
         }
         let known: Set = ["listen", "data_dir", "tls_cert", "tls_key", "signing_key", "signing_alg", "max_frame_bytes", "log_level",
-                          "redis_url", "postgres_url", "migrate"]
+                          "redis_url", "postgres_url", "migrate", "firebase_project", "oidc_issuers"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
-            throw ValidationError("config file \(path): unknown setting '\(unknown)'")
+            throw ValidationError("config file \(path): unknown setting '\(unknown)'; known: \(known.sorted().joined(separator: ", "))")
         }
-        return object.mapValues { "\($0)" }
+        var settings = object.filter { $0.key != "oidc_issuers" }.mapValues { "\($0)" }
+        if let issuers = object["oidc_issuers"] {
+            guard let list = issuers as? [[String: Any]] else {
+                throw ValidationError("config file \(path): oidc_issuers must be a list of objects")
+            }
+            settings["oidc_issuers"] = try list.map { entry in
+                let allowed: Set = ["issuer", "audience", "jwks_url", "algorithms", "tenant_claim"]
+                if let unknown = entry.keys.first(where: { !allowed.contains($0) }) {
+                    throw ValidationError("config file \(path): oidc_issuers: unknown field '\(unknown)'; known: \(allowed.sorted().joined(separator: ", "))")
+                }
+                var spec = ["issuer=\(entry["issuer"] ?? "")", "audience=\(entry["audience"] ?? "")"]
+                if let jwks = entry["jwks_url"] { spec.append("jwks=\(jwks)") }
+                if let algorithms = entry["algorithms"] as? [String] { spec.append("alg=" + algorithms.joined(separator: "+")) }
+                if let claim = entry["tenant_claim"] { spec.append("tenant_claim=\(claim)") }
+                return spec.joined(separator: ",")
+            }.joined(separator: ";")
+        }
+        return settings
+    }
+
+    /// Parses `issuer=URL,audience=AUD[,jwks=URL][,alg=RS256+ES256][,tenant_claim=CLAIM]`.
+    static func parseOIDC(_ spec: String) throws -> OIDCIssuer {
+        var fields: [String: String] = [:]
+        for part in spec.split(separator: ",") {
+            let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard pair.count == 2, ["issuer", "audience", "jwks", "alg", "tenant_claim"].contains(pair[0]) else {
+                throw ValidationError("--oidc takes issuer=URL,audience=AUD[,jwks=URL][,alg=RS256+ES256][,tenant_claim=CLAIM]; got '\(part)'")
+            }
+            fields[pair[0]] = pair[1]
+        }
+        guard let issuer = fields["issuer"], !issuer.isEmpty, let audience = fields["audience"], !audience.isEmpty else {
+            throw ValidationError("--oidc needs issuer=URL and audience=AUD")
+        }
+        var algorithms: Set<IDTokenAlgorithm> = [.rs256, .es256]
+        if let names = fields["alg"] {
+            algorithms = try Set(names.split(separator: "+").map { name in
+                guard let algorithm = IDTokenAlgorithm(rawValue: String(name)) else {
+                    throw ValidationError("--oidc alg must be RS256, ES256 or RS256+ES256, not '\(name)'")
+                }
+                return algorithm
+            })
+        }
+        let result = OIDCIssuer(
+            issuer: issuer, audience: audience, keys: fields["jwks"].map(OIDCIssuer.KeySource.jwks) ?? .discovery,
+            algorithms: algorithms, tenantClaim: fields["tenant_claim"]
+        )
+        do { try result.validate() } catch let error as LicenseError { throw ValidationError("--oidc: \(error.message)") }
+        return result
     }
 
     func makeLogger() throws -> Logger {
@@ -126,6 +181,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("redis-url"), help: "redis://[:password@]host:6379[/db][?cluster=true&prefix=coditect:&timeout_ms=500]. Default: in-process seats.")
     var redisURL: String?
 
+    @Option(name: .customLong("oidc"), help: "Trust ID tokens of an issuer: issuer=URL,audience=AUD[,jwks=URL][,alg=RS256+ES256][,tenant_claim=CLAIM]. Repeatable.")
+    var oidc: [String] = []
+
+    @Option(name: .customLong("firebase-project"), help: "Trust Google Identity Platform / Firebase ID tokens of this project id.")
+    var firebaseProject: String?
+
     @Flag(help: "Apply Postgres migrations at start (otherwise an out-of-date schema stops the start).")
     var migrate = false
 
@@ -147,6 +208,16 @@ struct Serve: AsyncParsableCommand {
         }
         let migrateFlag = try common.resolve(migrate ? "true" : nil, env: "LICENSED_MIGRATE", file: "migrate", default: "false")!
         settings.migrateOnStart = ["1", "true", "yes"].contains(migrateFlag.lowercased())
+        let oidcSpecs = oidc.isEmpty
+            ? (try common.resolve(nil, env: "LICENSED_OIDC", file: "oidc_issuers")?.split(separator: ";").map(String.init) ?? [])
+            : oidc
+        settings.oidcIssuers = try oidcSpecs.map(CommonOptions.parseOIDC)
+        if let project = try common.resolve(firebaseProject, env: "LICENSED_FIREBASE_PROJECT", file: "firebase_project") {
+            guard !project.isEmpty, project.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
+                throw ValidationError("--firebase-project must be a project id such as my-project-123")
+            }
+            settings.oidcIssuers.append(.firebase(projectID: project))
+        }
         let frameLimit = try common.resolve(maxFrameBytes.map(String.init), env: "LICENSED_MAX_FRAME_BYTES", file: "max_frame_bytes", default: "65536")!
         guard let maxFrame = Int(frameLimit), (256...16 * 1024 * 1024).contains(maxFrame) else {
             throw ValidationError("max frame bytes must be a number from 256 to 16777216")
@@ -176,14 +247,14 @@ struct Serve: AsyncParsableCommand {
         configuration.maxFrameBytes = maxFrame
         let server = LicenseServer(
             configuration: configuration,
-            dispatcher: Dispatcher(service: environment.service, maxFrameBytes: maxFrame, logger: logger),
+            dispatcher: Dispatcher(service: environment.service, maxFrameBytes: maxFrame, identity: environment.identity, logger: logger),
             logger: logger
         ) { address in
             print("licensed listening on \(address)" + (environment.caCertificatePath.map { " (clients trust \($0))" } ?? ""))
             fflush(nil)
         }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: server)],
+            services: [.init(service: server), .init(service: environment.keyRefresher)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))

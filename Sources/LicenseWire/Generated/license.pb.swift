@@ -150,6 +150,102 @@ public nonisolated struct Coditect_License_V1_ClientFrame: Sendable {
     set {call = .revokeSession(newValue)}
   }
 
+  public var getTenant: Coditect_License_V1_GetTenantRequest {
+    get {
+      if case .getTenant(let v)? = call {return v}
+      return Coditect_License_V1_GetTenantRequest()
+    }
+    set {call = .getTenant(newValue)}
+  }
+
+  public var updateTenant: Coditect_License_V1_UpdateTenantRequest {
+    get {
+      if case .updateTenant(let v)? = call {return v}
+      return Coditect_License_V1_UpdateTenantRequest()
+    }
+    set {call = .updateTenant(newValue)}
+  }
+
+  public var getLicense: Coditect_License_V1_GetLicenseRequest {
+    get {
+      if case .getLicense(let v)? = call {return v}
+      return Coditect_License_V1_GetLicenseRequest()
+    }
+    set {call = .getLicense(newValue)}
+  }
+
+  public var updateLicense: Coditect_License_V1_UpdateLicenseRequest {
+    get {
+      if case .updateLicense(let v)? = call {return v}
+      return Coditect_License_V1_UpdateLicenseRequest()
+    }
+    set {call = .updateLicense(newValue)}
+  }
+
+  public var listUsers: Coditect_License_V1_ListUsersRequest {
+    get {
+      if case .listUsers(let v)? = call {return v}
+      return Coditect_License_V1_ListUsersRequest()
+    }
+    set {call = .listUsers(newValue)}
+  }
+
+  public var setUserDisabled: Coditect_License_V1_SetUserDisabledRequest {
+    get {
+      if case .setUserDisabled(let v)? = call {return v}
+      return Coditect_License_V1_SetUserDisabledRequest()
+    }
+    set {call = .setUserDisabled(newValue)}
+  }
+
+  public var createApiKey: Coditect_License_V1_CreateApiKeyRequest {
+    get {
+      if case .createApiKey(let v)? = call {return v}
+      return Coditect_License_V1_CreateApiKeyRequest()
+    }
+    set {call = .createApiKey(newValue)}
+  }
+
+  public var listApiKeys: Coditect_License_V1_ListApiKeysRequest {
+    get {
+      if case .listApiKeys(let v)? = call {return v}
+      return Coditect_License_V1_ListApiKeysRequest()
+    }
+    set {call = .listApiKeys(newValue)}
+  }
+
+  public var rotateApiKey: Coditect_License_V1_RotateApiKeyRequest {
+    get {
+      if case .rotateApiKey(let v)? = call {return v}
+      return Coditect_License_V1_RotateApiKeyRequest()
+    }
+    set {call = .rotateApiKey(newValue)}
+  }
+
+  public var revokeApiKey: Coditect_License_V1_RevokeApiKeyRequest {
+    get {
+      if case .revokeApiKey(let v)? = call {return v}
+      return Coditect_License_V1_RevokeApiKeyRequest()
+    }
+    set {call = .revokeApiKey(newValue)}
+  }
+
+  public var queryAudit: Coditect_License_V1_QueryAuditRequest {
+    get {
+      if case .queryAudit(let v)? = call {return v}
+      return Coditect_License_V1_QueryAuditRequest()
+    }
+    set {call = .queryAudit(newValue)}
+  }
+
+  public var rotateSigningKey: Coditect_License_V1_RotateSigningKeyRequest {
+    get {
+      if case .rotateSigningKey(let v)? = call {return v}
+      return Coditect_License_V1_RotateSigningKeyRequest()
+    }
+    set {call = .rotateSigningKey(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Call: Equatable, Sendable {
@@ -167,6 +263,18 @@ public nonisolated struct Coditect_License_V1_ClientFrame: Sendable {
     case licenseStatus(Coditect_License_V1_LicenseStatusRequest)
     case listSessions(Coditect_License_V1_ListSessionsRequest)
     case revokeSession(Coditect_License_V1_RevokeSessionRequest)
+    case getTenant(Coditect_License_V1_GetTenantRequest)
+    case updateTenant(Coditect_License_V1_UpdateTenantRequest)
+    case getLicense(Coditect_License_V1_GetLicenseRequest)
+    case updateLicense(Coditect_License_V1_UpdateLicenseRequest)
+    case listUsers(Coditect_License_V1_ListUsersRequest)
+    case setUserDisabled(Coditect_License_V1_SetUserDisabledRequest)
+    case createApiKey(Coditect_License_V1_CreateApiKeyRequest)
+    case listApiKeys(Coditect_License_V1_ListApiKeysRequest)
+    case rotateApiKey(Coditect_License_V1_RotateApiKeyRequest)
+    case revokeApiKey(Coditect_License_V1_RevokeApiKeyRequest)
+    case queryAudit(Coditect_License_V1_QueryAuditRequest)
+    case rotateSigningKey(Coditect_License_V1_RotateSigningKeyRequest)
 
   }
 
@@ -311,6 +419,65 @@ public nonisolated struct Coditect_License_V1_ServerFrame: @unchecked Sendable {
     set {_uniqueStorage()._result = .revokeSession(newValue)}
   }
 
+  public var users: Coditect_License_V1_UserList {
+    get {
+      if case .users(let v)? = _storage._result {return v}
+      return Coditect_License_V1_UserList()
+    }
+    set {_uniqueStorage()._result = .users(newValue)}
+  }
+
+  public var setUserDisabled: Coditect_License_V1_SetUserDisabledResult {
+    get {
+      if case .setUserDisabled(let v)? = _storage._result {return v}
+      return Coditect_License_V1_SetUserDisabledResult()
+    }
+    set {_uniqueStorage()._result = .setUserDisabled(newValue)}
+  }
+
+  /// create_api_key and rotate_api_key
+  public var apiKeyCreated: Coditect_License_V1_ApiKeyCreated {
+    get {
+      if case .apiKeyCreated(let v)? = _storage._result {return v}
+      return Coditect_License_V1_ApiKeyCreated()
+    }
+    set {_uniqueStorage()._result = .apiKeyCreated(newValue)}
+  }
+
+  public var apiKeys: Coditect_License_V1_ApiKeyList {
+    get {
+      if case .apiKeys(let v)? = _storage._result {return v}
+      return Coditect_License_V1_ApiKeyList()
+    }
+    set {_uniqueStorage()._result = .apiKeys(newValue)}
+  }
+
+  /// revoke_api_key
+  public var apiKey: Coditect_License_V1_ApiKey {
+    get {
+      if case .apiKey(let v)? = _storage._result {return v}
+      return Coditect_License_V1_ApiKey()
+    }
+    set {_uniqueStorage()._result = .apiKey(newValue)}
+  }
+
+  public var auditEvents: Coditect_License_V1_AuditEventList {
+    get {
+      if case .auditEvents(let v)? = _storage._result {return v}
+      return Coditect_License_V1_AuditEventList()
+    }
+    set {_uniqueStorage()._result = .auditEvents(newValue)}
+  }
+
+  /// get_tenant and update_tenant answer with `tenant`; get_license and update_license with `license`.
+  public var signingKeyRotation: Coditect_License_V1_SigningKeyRotation {
+    get {
+      if case .signingKeyRotation(let v)? = _storage._result {return v}
+      return Coditect_License_V1_SigningKeyRotation()
+    }
+    set {_uniqueStorage()._result = .signingKeyRotation(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
@@ -328,6 +495,16 @@ public nonisolated struct Coditect_License_V1_ServerFrame: @unchecked Sendable {
     case licenseStatus(Coditect_License_V1_LicenseStatusResult)
     case sessions(Coditect_License_V1_SessionList)
     case revokeSession(Coditect_License_V1_RevokeSessionResult)
+    case users(Coditect_License_V1_UserList)
+    case setUserDisabled(Coditect_License_V1_SetUserDisabledResult)
+    /// create_api_key and rotate_api_key
+    case apiKeyCreated(Coditect_License_V1_ApiKeyCreated)
+    case apiKeys(Coditect_License_V1_ApiKeyList)
+    /// revoke_api_key
+    case apiKey(Coditect_License_V1_ApiKey)
+    case auditEvents(Coditect_License_V1_AuditEventList)
+    /// get_tenant and update_tenant answer with `tenant`; get_license and update_license with `license`.
+    case signingKeyRotation(Coditect_License_V1_SigningKeyRotation)
 
   }
 
@@ -727,9 +904,94 @@ public nonisolated struct Coditect_License_V1_Tenant: Sendable {
   /// "active" or "suspended"
   public var status: String = String()
 
+  /// How people signing in with an ID token become users: "admin" (only users an administrator
+  /// created, matched by verified e-mail) or "email_domain" (also anyone with a verified e-mail
+  /// in `email_domains`, created on first sign-in).
+  public var provisioning: String = String()
+
+  public var emailDomains: [String] = []
+
+  /// The identity provider's tenant id (Identity Platform's `firebase.tenant` claim) mapped to
+  /// this tenant; empty when none.
+  public var identityTenant: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+public nonisolated struct Coditect_License_V1_GetTenantRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tenantID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Only the fields that are set change. Tenant administrators may change `name` and
+/// `provisioning`; operators everything.
+public nonisolated struct Coditect_License_V1_UpdateTenantRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tenantID: String = String()
+
+  public var name: String {
+    get {_name ?? String()}
+    set {_name = newValue}
+  }
+  /// Returns true if `name` has been explicitly set.
+  public var hasName: Bool {self._name != nil}
+  /// Clears the value of `name`. Subsequent reads from it will return its default value.
+  public mutating func clearName() {self._name = nil}
+
+  /// "active" or "suspended"
+  public var status: String {
+    get {_status ?? String()}
+    set {_status = newValue}
+  }
+  /// Returns true if `status` has been explicitly set.
+  public var hasStatus: Bool {self._status != nil}
+  /// Clears the value of `status`. Subsequent reads from it will return its default value.
+  public mutating func clearStatus() {self._status = nil}
+
+  public var provisioning: String {
+    get {_provisioning ?? String()}
+    set {_provisioning = newValue}
+  }
+  /// Returns true if `provisioning` has been explicitly set.
+  public var hasProvisioning: Bool {self._provisioning != nil}
+  /// Clears the value of `provisioning`. Subsequent reads from it will return its default value.
+  public mutating func clearProvisioning() {self._provisioning = nil}
+
+  /// when true, `email_domains` replaces the list
+  public var replaceEmailDomains: Bool = false
+
+  public var emailDomains: [String] = []
+
+  /// "" clears it
+  public var identityTenant: String {
+    get {_identityTenant ?? String()}
+    set {_identityTenant = newValue}
+  }
+  /// Returns true if `identityTenant` has been explicitly set.
+  public var hasIdentityTenant: Bool {self._identityTenant != nil}
+  /// Clears the value of `identityTenant`. Subsequent reads from it will return its default value.
+  public mutating func clearIdentityTenant() {self._identityTenant = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _name: String? = nil
+  fileprivate var _status: String? = nil
+  fileprivate var _provisioning: String? = nil
+  fileprivate var _identityTenant: String? = nil
 }
 
 public nonisolated struct Coditect_License_V1_CreateTenantRequest: Sendable {
@@ -840,6 +1102,121 @@ public nonisolated struct Coditect_License_V1_CreateLicenseRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Coditect_License_V1_GetLicenseRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var licenseID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Only the fields that are set change (operators only). Sessions keep their seats when `seats`
+/// shrinks; new lease times apply from each session's next heartbeat.
+public nonisolated struct Coditect_License_V1_UpdateLicenseRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var licenseID: String = String()
+
+  public var name: String {
+    get {_name ?? String()}
+    set {_name = newValue}
+  }
+  /// Returns true if `name` has been explicitly set.
+  public var hasName: Bool {self._name != nil}
+  /// Clears the value of `name`. Subsequent reads from it will return its default value.
+  public mutating func clearName() {self._name = nil}
+
+  public var seats: UInt32 {
+    get {_seats ?? 0}
+    set {_seats = newValue}
+  }
+  /// Returns true if `seats` has been explicitly set.
+  public var hasSeats: Bool {self._seats != nil}
+  /// Clears the value of `seats`. Subsequent reads from it will return its default value.
+  public mutating func clearSeats() {self._seats = nil}
+
+  public var leaseTtlS: UInt32 {
+    get {_leaseTtlS ?? 0}
+    set {_leaseTtlS = newValue}
+  }
+  /// Returns true if `leaseTtlS` has been explicitly set.
+  public var hasLeaseTtlS: Bool {self._leaseTtlS != nil}
+  /// Clears the value of `leaseTtlS`. Subsequent reads from it will return its default value.
+  public mutating func clearLeaseTtlS() {self._leaseTtlS = nil}
+
+  public var heartbeatIntervalS: UInt32 {
+    get {_heartbeatIntervalS ?? 0}
+    set {_heartbeatIntervalS = newValue}
+  }
+  /// Returns true if `heartbeatIntervalS` has been explicitly set.
+  public var hasHeartbeatIntervalS: Bool {self._heartbeatIntervalS != nil}
+  /// Clears the value of `heartbeatIntervalS`. Subsequent reads from it will return its default value.
+  public mutating func clearHeartbeatIntervalS() {self._heartbeatIntervalS = nil}
+
+  public var offlineGraceS: UInt32 {
+    get {_offlineGraceS ?? 0}
+    set {_offlineGraceS = newValue}
+  }
+  /// Returns true if `offlineGraceS` has been explicitly set.
+  public var hasOfflineGraceS: Bool {self._offlineGraceS != nil}
+  /// Clears the value of `offlineGraceS`. Subsequent reads from it will return its default value.
+  public mutating func clearOfflineGraceS() {self._offlineGraceS = nil}
+
+  /// 0 removes the bound
+  public var validFromMs: UInt64 {
+    get {_validFromMs ?? 0}
+    set {_validFromMs = newValue}
+  }
+  /// Returns true if `validFromMs` has been explicitly set.
+  public var hasValidFromMs: Bool {self._validFromMs != nil}
+  /// Clears the value of `validFromMs`. Subsequent reads from it will return its default value.
+  public mutating func clearValidFromMs() {self._validFromMs = nil}
+
+  /// 0 removes the bound
+  public var validUntilMs: UInt64 {
+    get {_validUntilMs ?? 0}
+    set {_validUntilMs = newValue}
+  }
+  /// Returns true if `validUntilMs` has been explicitly set.
+  public var hasValidUntilMs: Bool {self._validUntilMs != nil}
+  /// Clears the value of `validUntilMs`. Subsequent reads from it will return its default value.
+  public mutating func clearValidUntilMs() {self._validUntilMs = nil}
+
+  /// when true, `features` replaces the list
+  public var replaceFeatures: Bool = false
+
+  public var features: [String] = []
+
+  /// "active" or "suspended"
+  public var status: String {
+    get {_status ?? String()}
+    set {_status = newValue}
+  }
+  /// Returns true if `status` has been explicitly set.
+  public var hasStatus: Bool {self._status != nil}
+  /// Clears the value of `status`. Subsequent reads from it will return its default value.
+  public mutating func clearStatus() {self._status = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _name: String? = nil
+  fileprivate var _seats: UInt32? = nil
+  fileprivate var _leaseTtlS: UInt32? = nil
+  fileprivate var _heartbeatIntervalS: UInt32? = nil
+  fileprivate var _offlineGraceS: UInt32? = nil
+  fileprivate var _validFromMs: UInt64? = nil
+  fileprivate var _validUntilMs: UInt64? = nil
+  fileprivate var _status: String? = nil
+}
+
 public nonisolated struct Coditect_License_V1_ListLicensesRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -874,8 +1251,14 @@ public nonisolated struct Coditect_License_V1_CreateUserRequest: Sendable {
 
   public var name: String = String()
 
-  /// "user" (default), "tenant_admin", "service"
+  /// "user" (default), "tenant_admin", "service", "operator"
   public var role: String = String()
+
+  /// The e-mail a first ID-token sign-in (with that e-mail verified) is matched on.
+  public var email: String = String()
+
+  /// No API key: the user signs in with an ID token only (needs `email`).
+  public var withoutApiKey: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -895,8 +1278,219 @@ public nonisolated struct Coditect_License_V1_CreateUserResult: Sendable {
 
   public var role: String = String()
 
+  /// shown once; the server keeps only its hash. Empty with without_api_key.
+  public var apiKey: String = String()
+
+  public var email: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coditect_License_V1_User: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  /// empty for operators
+  public var tenantID: String = String()
+
+  public var name: String = String()
+
+  public var role: String = String()
+
+  public var email: String = String()
+
+  public var disabled: Bool = false
+
+  public var createdAtMs: UInt64 = 0
+
+  /// the bound identity provider account, if any
+  public var identityIssuer: String = String()
+
+  public var identitySubject: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coditect_License_V1_ListUsersRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// empty: the caller's tenant (operators: every user)
+  public var tenantID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coditect_License_V1_UserList: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var users: [Coditect_License_V1_User] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Disabling a user stops its sign-ins and revokes its live sessions.
+public nonisolated struct Coditect_License_V1_SetUserDisabledRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var userID: String = String()
+
+  public var disabled: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coditect_License_V1_SetUserDisabledResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var user: Coditect_License_V1_User {
+    get {_user ?? Coditect_License_V1_User()}
+    set {_user = newValue}
+  }
+  /// Returns true if `user` has been explicitly set.
+  public var hasUser: Bool {self._user != nil}
+  /// Clears the value of `user`. Subsequent reads from it will return its default value.
+  public mutating func clearUser() {self._user = nil}
+
+  public var revokedSessionIds: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _user: Coditect_License_V1_User? = nil
+}
+
+public nonisolated struct Coditect_License_V1_ApiKey: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "key_" + 16 hex digits; never the key itself
+  public var keyID: String = String()
+
+  public var userID: String = String()
+
+  public var tenantID: String = String()
+
+  public var name: String = String()
+
+  public var createdAtMs: UInt64 = 0
+
+  /// 0 while the key works
+  public var revokedAtMs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coditect_License_V1_CreateApiKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// empty: the caller
+  public var userID: String = String()
+
+  public var name: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coditect_License_V1_ApiKeyCreated: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var key: Coditect_License_V1_ApiKey {
+    get {_key ?? Coditect_License_V1_ApiKey()}
+    set {_key = newValue}
+  }
+  /// Returns true if `key` has been explicitly set.
+  public var hasKey: Bool {self._key != nil}
+  /// Clears the value of `key`. Subsequent reads from it will return its default value.
+  public mutating func clearKey() {self._key = nil}
+
   /// shown once; the server keeps only its hash
   public var apiKey: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _key: Coditect_License_V1_ApiKey? = nil
+}
+
+public nonisolated struct Coditect_License_V1_ListApiKeysRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// one user's keys
+  public var userID: String = String()
+
+  /// or a tenant's (administrators); both empty: the caller's own
+  public var tenantID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coditect_License_V1_ApiKeyList: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var keys: [Coditect_License_V1_ApiKey] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A new key replaces the old one in one commit; the old key stops working at once.
+public nonisolated struct Coditect_License_V1_RotateApiKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var keyID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coditect_License_V1_RevokeApiKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var keyID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -953,6 +1547,7 @@ public nonisolated struct Coditect_License_V1_LicenseStatusResult: Sendable {
   public init() {}
 }
 
+/// Exactly one of `license_id` and `user_id`.
 public nonisolated struct Coditect_License_V1_ListSessionsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -961,6 +1556,8 @@ public nonisolated struct Coditect_License_V1_ListSessionsRequest: Sendable {
   public var licenseID: String = String()
 
   public var includeEnded: Bool = false
+
+  public var userID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1032,13 +1629,113 @@ public nonisolated struct Coditect_License_V1_RevokeSessionResult: Sendable {
   public init() {}
 }
 
+public nonisolated struct Coditect_License_V1_QueryAuditRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// empty: the caller's tenant (operators: every tenant)
+  public var tenantID: String = String()
+
+  /// only events by this actor
+  public var userID: String = String()
+
+  /// e.g. "session.revoke", or a prefix ending in "." such as "session."
+  public var action: String = String()
+
+  /// 0: no lower bound
+  public var sinceMs: UInt64 = 0
+
+  /// 0: no upper bound (exclusive)
+  public var untilMs: UInt64 = 0
+
+  /// 0: 100; at most 1000
+  public var limit: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coditect_License_V1_AuditEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var atMs: UInt64 = 0
+
+  public var tenantID: String = String()
+
+  /// the user id; empty when unknown (a refused Hello)
+  public var actor: String = String()
+
+  /// e.g. "license.update", "call.refused"
+  public var action: String = String()
+
+  /// the entity acted on
+  public var target: String = String()
+
+  /// "ok" or the refusal's reason
+  public var outcome: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coditect_License_V1_AuditEventList: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var events: [Coditect_License_V1_AuditEvent] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coditect_License_V1_RotateSigningKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "EdDSA", "RS256", "PS256"; empty: the current key's
+  public var algorithm: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coditect_License_V1_SigningKeyRotation: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var keyID: String = String()
+
+  public var algorithm: String = String()
+
+  public var retiredKeyIds: [String] = []
+
+  /// the retired keys stay in the JWKS until then
+  public var publishedUntilMs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "coditect.license.v1"
 
 nonisolated extension Coditect_License_V1_ClientFrame: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientFrame"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}timeout_ms\0\u{2}\u{8}hello\0\u{1}acquire\0\u{1}heartbeat\0\u{1}release\0\u{3}get_signing_keys\0\u{4}\u{10}create_tenant\0\u{3}list_tenants\0\u{3}create_license\0\u{3}list_licenses\0\u{3}create_user\0\u{3}license_status\0\u{3}list_sessions\0\u{3}revoke_session\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}timeout_ms\0\u{2}\u{8}hello\0\u{1}acquire\0\u{1}heartbeat\0\u{1}release\0\u{3}get_signing_keys\0\u{4}\u{10}create_tenant\0\u{3}list_tenants\0\u{3}create_license\0\u{3}list_licenses\0\u{3}create_user\0\u{3}license_status\0\u{3}list_sessions\0\u{3}revoke_session\0\u{3}get_tenant\0\u{3}update_tenant\0\u{3}get_license\0\u{3}update_license\0\u{3}list_users\0\u{3}set_user_disabled\0\u{3}create_api_key\0\u{3}list_api_keys\0\u{3}rotate_api_key\0\u{3}revoke_api_key\0\u{3}query_audit\0\u{3}rotate_signing_key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1217,6 +1914,162 @@ nonisolated extension Coditect_License_V1_ClientFrame: SwiftProtobuf.Message, Sw
           self.call = .revokeSession(v)
         }
       }()
+      case 38: try {
+        var v: Coditect_License_V1_GetTenantRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .getTenant(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .getTenant(v)
+        }
+      }()
+      case 39: try {
+        var v: Coditect_License_V1_UpdateTenantRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .updateTenant(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .updateTenant(v)
+        }
+      }()
+      case 40: try {
+        var v: Coditect_License_V1_GetLicenseRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .getLicense(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .getLicense(v)
+        }
+      }()
+      case 41: try {
+        var v: Coditect_License_V1_UpdateLicenseRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .updateLicense(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .updateLicense(v)
+        }
+      }()
+      case 42: try {
+        var v: Coditect_License_V1_ListUsersRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .listUsers(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .listUsers(v)
+        }
+      }()
+      case 43: try {
+        var v: Coditect_License_V1_SetUserDisabledRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .setUserDisabled(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .setUserDisabled(v)
+        }
+      }()
+      case 44: try {
+        var v: Coditect_License_V1_CreateApiKeyRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .createApiKey(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .createApiKey(v)
+        }
+      }()
+      case 45: try {
+        var v: Coditect_License_V1_ListApiKeysRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .listApiKeys(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .listApiKeys(v)
+        }
+      }()
+      case 46: try {
+        var v: Coditect_License_V1_RotateApiKeyRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .rotateApiKey(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .rotateApiKey(v)
+        }
+      }()
+      case 47: try {
+        var v: Coditect_License_V1_RevokeApiKeyRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .revokeApiKey(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .revokeApiKey(v)
+        }
+      }()
+      case 48: try {
+        var v: Coditect_License_V1_QueryAuditRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .queryAudit(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .queryAudit(v)
+        }
+      }()
+      case 49: try {
+        var v: Coditect_License_V1_RotateSigningKeyRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .rotateSigningKey(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .rotateSigningKey(v)
+        }
+      }()
       default: break
       }
     }
@@ -1286,6 +2139,54 @@ nonisolated extension Coditect_License_V1_ClientFrame: SwiftProtobuf.Message, Sw
       guard case .revokeSession(let v)? = self.call else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 37)
     }()
+    case .getTenant?: try {
+      guard case .getTenant(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 38)
+    }()
+    case .updateTenant?: try {
+      guard case .updateTenant(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 39)
+    }()
+    case .getLicense?: try {
+      guard case .getLicense(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
+    }()
+    case .updateLicense?: try {
+      guard case .updateLicense(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+    }()
+    case .listUsers?: try {
+      guard case .listUsers(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
+    }()
+    case .setUserDisabled?: try {
+      guard case .setUserDisabled(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 43)
+    }()
+    case .createApiKey?: try {
+      guard case .createApiKey(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 44)
+    }()
+    case .listApiKeys?: try {
+      guard case .listApiKeys(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 45)
+    }()
+    case .rotateApiKey?: try {
+      guard case .rotateApiKey(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 46)
+    }()
+    case .revokeApiKey?: try {
+      guard case .revokeApiKey(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 47)
+    }()
+    case .queryAudit?: try {
+      guard case .queryAudit(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 48)
+    }()
+    case .rotateSigningKey?: try {
+      guard case .rotateSigningKey(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 49)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1302,7 +2203,7 @@ nonisolated extension Coditect_License_V1_ClientFrame: SwiftProtobuf.Message, Sw
 
 nonisolated extension Coditect_License_V1_ServerFrame: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ServerFrame"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}status\0\u{2}\u{8}hello\0\u{1}acquire\0\u{1}heartbeat\0\u{1}release\0\u{3}signing_keys\0\u{1}notice\0\u{2}\u{f}tenant\0\u{1}tenants\0\u{1}license\0\u{1}licenses\0\u{1}user\0\u{3}license_status\0\u{1}sessions\0\u{3}revoke_session\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}status\0\u{2}\u{8}hello\0\u{1}acquire\0\u{1}heartbeat\0\u{1}release\0\u{3}signing_keys\0\u{1}notice\0\u{2}\u{f}tenant\0\u{1}tenants\0\u{1}license\0\u{1}licenses\0\u{1}user\0\u{3}license_status\0\u{1}sessions\0\u{3}revoke_session\0\u{1}users\0\u{3}set_user_disabled\0\u{3}api_key_created\0\u{3}api_keys\0\u{3}api_key\0\u{3}audit_events\0\u{3}signing_key_rotation\0")
 
   fileprivate class _StorageClass {
     var _id: UInt64 = 0
@@ -1523,6 +2424,97 @@ nonisolated extension Coditect_License_V1_ServerFrame: SwiftProtobuf.Message, Sw
             _storage._result = .revokeSession(v)
           }
         }()
+        case 38: try {
+          var v: Coditect_License_V1_UserList?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .users(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .users(v)
+          }
+        }()
+        case 39: try {
+          var v: Coditect_License_V1_SetUserDisabledResult?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .setUserDisabled(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .setUserDisabled(v)
+          }
+        }()
+        case 40: try {
+          var v: Coditect_License_V1_ApiKeyCreated?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .apiKeyCreated(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .apiKeyCreated(v)
+          }
+        }()
+        case 41: try {
+          var v: Coditect_License_V1_ApiKeyList?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .apiKeys(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .apiKeys(v)
+          }
+        }()
+        case 42: try {
+          var v: Coditect_License_V1_ApiKey?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .apiKey(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .apiKey(v)
+          }
+        }()
+        case 43: try {
+          var v: Coditect_License_V1_AuditEventList?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .auditEvents(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .auditEvents(v)
+          }
+        }()
+        case 44: try {
+          var v: Coditect_License_V1_SigningKeyRotation?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .signingKeyRotation(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .signingKeyRotation(v)
+          }
+        }()
         default: break
         }
       }
@@ -1597,6 +2589,34 @@ nonisolated extension Coditect_License_V1_ServerFrame: SwiftProtobuf.Message, Sw
       case .revokeSession?: try {
         guard case .revokeSession(let v)? = _storage._result else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 37)
+      }()
+      case .users?: try {
+        guard case .users(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 38)
+      }()
+      case .setUserDisabled?: try {
+        guard case .setUserDisabled(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 39)
+      }()
+      case .apiKeyCreated?: try {
+        guard case .apiKeyCreated(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
+      }()
+      case .apiKeys?: try {
+        guard case .apiKeys(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+      }()
+      case .apiKey?: try {
+        guard case .apiKey(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
+      }()
+      case .auditEvents?: try {
+        guard case .auditEvents(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 43)
+      }()
+      case .signingKeyRotation?: try {
+        guard case .signingKeyRotation(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 44)
       }()
       case nil: break
       }
@@ -2224,7 +3244,7 @@ nonisolated extension Coditect_License_V1_Notice.SessionRevoked: SwiftProtobuf.M
 
 nonisolated extension Coditect_License_V1_Tenant: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Tenant"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{3}created_at_ms\0\u{1}status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{3}created_at_ms\0\u{1}status\0\u{1}provisioning\0\u{3}email_domains\0\u{3}identity_tenant\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2236,6 +3256,9 @@ nonisolated extension Coditect_License_V1_Tenant: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.createdAtMs) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.provisioning) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.emailDomains) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.identityTenant) }()
       default: break
       }
     }
@@ -2254,6 +3277,15 @@ nonisolated extension Coditect_License_V1_Tenant: SwiftProtobuf.Message, SwiftPr
     if !self.status.isEmpty {
       try visitor.visitSingularStringField(value: self.status, fieldNumber: 4)
     }
+    if !self.provisioning.isEmpty {
+      try visitor.visitSingularStringField(value: self.provisioning, fieldNumber: 5)
+    }
+    if !self.emailDomains.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.emailDomains, fieldNumber: 6)
+    }
+    if !self.identityTenant.isEmpty {
+      try visitor.visitSingularStringField(value: self.identityTenant, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2262,6 +3294,103 @@ nonisolated extension Coditect_License_V1_Tenant: SwiftProtobuf.Message, SwiftPr
     if lhs.name != rhs.name {return false}
     if lhs.createdAtMs != rhs.createdAtMs {return false}
     if lhs.status != rhs.status {return false}
+    if lhs.provisioning != rhs.provisioning {return false}
+    if lhs.emailDomains != rhs.emailDomains {return false}
+    if lhs.identityTenant != rhs.identityTenant {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_GetTenantRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetTenantRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tenantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenantID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_GetTenantRequest, rhs: Coditect_License_V1_GetTenantRequest) -> Bool {
+    if lhs.tenantID != rhs.tenantID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_UpdateTenantRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateTenantRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{1}name\0\u{1}status\0\u{1}provisioning\0\u{3}replace_email_domains\0\u{3}email_domains\0\u{3}identity_tenant\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self._name) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self._status) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self._provisioning) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.replaceEmailDomains) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.emailDomains) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self._identityTenant) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.tenantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenantID, fieldNumber: 1)
+    }
+    try { if let v = self._name {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._status {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._provisioning {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 4)
+    } }()
+    if self.replaceEmailDomains != false {
+      try visitor.visitSingularBoolField(value: self.replaceEmailDomains, fieldNumber: 5)
+    }
+    if !self.emailDomains.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.emailDomains, fieldNumber: 6)
+    }
+    try { if let v = self._identityTenant {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 7)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_UpdateTenantRequest, rhs: Coditect_License_V1_UpdateTenantRequest) -> Bool {
+    if lhs.tenantID != rhs.tenantID {return false}
+    if lhs._name != rhs._name {return false}
+    if lhs._status != rhs._status {return false}
+    if lhs._provisioning != rhs._provisioning {return false}
+    if lhs.replaceEmailDomains != rhs.replaceEmailDomains {return false}
+    if lhs.emailDomains != rhs.emailDomains {return false}
+    if lhs._identityTenant != rhs._identityTenant {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2511,6 +3640,120 @@ nonisolated extension Coditect_License_V1_CreateLicenseRequest: SwiftProtobuf.Me
   }
 }
 
+nonisolated extension Coditect_License_V1_GetLicenseRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetLicenseRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}license_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.licenseID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.licenseID.isEmpty {
+      try visitor.visitSingularStringField(value: self.licenseID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_GetLicenseRequest, rhs: Coditect_License_V1_GetLicenseRequest) -> Bool {
+    if lhs.licenseID != rhs.licenseID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_UpdateLicenseRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateLicenseRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}license_id\0\u{1}name\0\u{1}seats\0\u{3}lease_ttl_s\0\u{3}heartbeat_interval_s\0\u{3}offline_grace_s\0\u{3}valid_from_ms\0\u{3}valid_until_ms\0\u{3}replace_features\0\u{1}features\0\u{1}status\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.licenseID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self._name) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._seats) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self._leaseTtlS) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self._heartbeatIntervalS) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self._offlineGraceS) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self._validFromMs) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self._validUntilMs) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.replaceFeatures) }()
+      case 10: try { try decoder.decodeRepeatedStringField(value: &self.features) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self._status) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.licenseID.isEmpty {
+      try visitor.visitSingularStringField(value: self.licenseID, fieldNumber: 1)
+    }
+    try { if let v = self._name {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._seats {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._leaseTtlS {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._heartbeatIntervalS {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._offlineGraceS {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._validFromMs {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._validUntilMs {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 8)
+    } }()
+    if self.replaceFeatures != false {
+      try visitor.visitSingularBoolField(value: self.replaceFeatures, fieldNumber: 9)
+    }
+    if !self.features.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.features, fieldNumber: 10)
+    }
+    try { if let v = self._status {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 11)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_UpdateLicenseRequest, rhs: Coditect_License_V1_UpdateLicenseRequest) -> Bool {
+    if lhs.licenseID != rhs.licenseID {return false}
+    if lhs._name != rhs._name {return false}
+    if lhs._seats != rhs._seats {return false}
+    if lhs._leaseTtlS != rhs._leaseTtlS {return false}
+    if lhs._heartbeatIntervalS != rhs._heartbeatIntervalS {return false}
+    if lhs._offlineGraceS != rhs._offlineGraceS {return false}
+    if lhs._validFromMs != rhs._validFromMs {return false}
+    if lhs._validUntilMs != rhs._validUntilMs {return false}
+    if lhs.replaceFeatures != rhs.replaceFeatures {return false}
+    if lhs.features != rhs.features {return false}
+    if lhs._status != rhs._status {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Coditect_License_V1_ListLicensesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListLicensesRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0")
@@ -2573,7 +3816,7 @@ nonisolated extension Coditect_License_V1_LicenseList: SwiftProtobuf.Message, Sw
 
 nonisolated extension Coditect_License_V1_CreateUserRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateUserRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{1}name\0\u{1}role\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{1}name\0\u{1}role\0\u{1}email\0\u{3}without_api_key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2584,6 +3827,8 @@ nonisolated extension Coditect_License_V1_CreateUserRequest: SwiftProtobuf.Messa
       case 1: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.email) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.withoutApiKey) }()
       default: break
       }
     }
@@ -2599,6 +3844,12 @@ nonisolated extension Coditect_License_V1_CreateUserRequest: SwiftProtobuf.Messa
     if !self.role.isEmpty {
       try visitor.visitSingularStringField(value: self.role, fieldNumber: 3)
     }
+    if !self.email.isEmpty {
+      try visitor.visitSingularStringField(value: self.email, fieldNumber: 4)
+    }
+    if self.withoutApiKey != false {
+      try visitor.visitSingularBoolField(value: self.withoutApiKey, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2606,6 +3857,8 @@ nonisolated extension Coditect_License_V1_CreateUserRequest: SwiftProtobuf.Messa
     if lhs.tenantID != rhs.tenantID {return false}
     if lhs.name != rhs.name {return false}
     if lhs.role != rhs.role {return false}
+    if lhs.email != rhs.email {return false}
+    if lhs.withoutApiKey != rhs.withoutApiKey {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2613,7 +3866,7 @@ nonisolated extension Coditect_License_V1_CreateUserRequest: SwiftProtobuf.Messa
 
 nonisolated extension Coditect_License_V1_CreateUserResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateUserResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}tenant_id\0\u{1}name\0\u{1}role\0\u{3}api_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}tenant_id\0\u{1}name\0\u{1}role\0\u{3}api_key\0\u{1}email\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2626,6 +3879,7 @@ nonisolated extension Coditect_License_V1_CreateUserResult: SwiftProtobuf.Messag
       case 3: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.role) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.apiKey) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.email) }()
       default: break
       }
     }
@@ -2647,6 +3901,9 @@ nonisolated extension Coditect_License_V1_CreateUserResult: SwiftProtobuf.Messag
     if !self.apiKey.isEmpty {
       try visitor.visitSingularStringField(value: self.apiKey, fieldNumber: 5)
     }
+    if !self.email.isEmpty {
+      try visitor.visitSingularStringField(value: self.email, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2656,6 +3913,465 @@ nonisolated extension Coditect_License_V1_CreateUserResult: SwiftProtobuf.Messag
     if lhs.name != rhs.name {return false}
     if lhs.role != rhs.role {return false}
     if lhs.apiKey != rhs.apiKey {return false}
+    if lhs.email != rhs.email {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_User: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".User"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}tenant_id\0\u{1}name\0\u{1}role\0\u{1}email\0\u{1}disabled\0\u{3}created_at_ms\0\u{3}identity_issuer\0\u{3}identity_subject\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.email) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.disabled) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.createdAtMs) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.identityIssuer) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.identitySubject) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.tenantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenantID, fieldNumber: 2)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 3)
+    }
+    if !self.role.isEmpty {
+      try visitor.visitSingularStringField(value: self.role, fieldNumber: 4)
+    }
+    if !self.email.isEmpty {
+      try visitor.visitSingularStringField(value: self.email, fieldNumber: 5)
+    }
+    if self.disabled != false {
+      try visitor.visitSingularBoolField(value: self.disabled, fieldNumber: 6)
+    }
+    if self.createdAtMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.createdAtMs, fieldNumber: 7)
+    }
+    if !self.identityIssuer.isEmpty {
+      try visitor.visitSingularStringField(value: self.identityIssuer, fieldNumber: 8)
+    }
+    if !self.identitySubject.isEmpty {
+      try visitor.visitSingularStringField(value: self.identitySubject, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_User, rhs: Coditect_License_V1_User) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.tenantID != rhs.tenantID {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.role != rhs.role {return false}
+    if lhs.email != rhs.email {return false}
+    if lhs.disabled != rhs.disabled {return false}
+    if lhs.createdAtMs != rhs.createdAtMs {return false}
+    if lhs.identityIssuer != rhs.identityIssuer {return false}
+    if lhs.identitySubject != rhs.identitySubject {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_ListUsersRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListUsersRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tenantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenantID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_ListUsersRequest, rhs: Coditect_License_V1_ListUsersRequest) -> Bool {
+    if lhs.tenantID != rhs.tenantID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_UserList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UserList"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}users\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.users) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.users.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.users, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_UserList, rhs: Coditect_License_V1_UserList) -> Bool {
+    if lhs.users != rhs.users {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_SetUserDisabledRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetUserDisabledRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}disabled\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.disabled) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if self.disabled != false {
+      try visitor.visitSingularBoolField(value: self.disabled, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_SetUserDisabledRequest, rhs: Coditect_License_V1_SetUserDisabledRequest) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.disabled != rhs.disabled {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_SetUserDisabledResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetUserDisabledResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}user\0\u{3}revoked_session_ids\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._user) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.revokedSessionIds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._user {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.revokedSessionIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.revokedSessionIds, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_SetUserDisabledResult, rhs: Coditect_License_V1_SetUserDisabledResult) -> Bool {
+    if lhs._user != rhs._user {return false}
+    if lhs.revokedSessionIds != rhs.revokedSessionIds {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_ApiKey: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ApiKey"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}key_id\0\u{3}user_id\0\u{3}tenant_id\0\u{1}name\0\u{3}created_at_ms\0\u{3}revoked_at_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.keyID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.createdAtMs) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.revokedAtMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.keyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyID, fieldNumber: 1)
+    }
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 2)
+    }
+    if !self.tenantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenantID, fieldNumber: 3)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 4)
+    }
+    if self.createdAtMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.createdAtMs, fieldNumber: 5)
+    }
+    if self.revokedAtMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.revokedAtMs, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_ApiKey, rhs: Coditect_License_V1_ApiKey) -> Bool {
+    if lhs.keyID != rhs.keyID {return false}
+    if lhs.userID != rhs.userID {return false}
+    if lhs.tenantID != rhs.tenantID {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.createdAtMs != rhs.createdAtMs {return false}
+    if lhs.revokedAtMs != rhs.revokedAtMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_CreateApiKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateApiKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_CreateApiKeyRequest, rhs: Coditect_License_V1_CreateApiKeyRequest) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_ApiKeyCreated: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ApiKeyCreated"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{3}api_key\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._key) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.apiKey) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._key {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.apiKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.apiKey, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_ApiKeyCreated, rhs: Coditect_License_V1_ApiKeyCreated) -> Bool {
+    if lhs._key != rhs._key {return false}
+    if lhs.apiKey != rhs.apiKey {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_ListApiKeysRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListApiKeysRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{3}tenant_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 1)
+    }
+    if !self.tenantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenantID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_ListApiKeysRequest, rhs: Coditect_License_V1_ListApiKeysRequest) -> Bool {
+    if lhs.userID != rhs.userID {return false}
+    if lhs.tenantID != rhs.tenantID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_ApiKeyList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ApiKeyList"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}keys\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.keys) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.keys.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.keys, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_ApiKeyList, rhs: Coditect_License_V1_ApiKeyList) -> Bool {
+    if lhs.keys != rhs.keys {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_RotateApiKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RotateApiKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}key_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.keyID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.keyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_RotateApiKeyRequest, rhs: Coditect_License_V1_RotateApiKeyRequest) -> Bool {
+    if lhs.keyID != rhs.keyID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_RevokeApiKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RevokeApiKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}key_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.keyID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.keyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_RevokeApiKeyRequest, rhs: Coditect_License_V1_RevokeApiKeyRequest) -> Bool {
+    if lhs.keyID != rhs.keyID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2783,7 +4499,7 @@ nonisolated extension Coditect_License_V1_LicenseStatusResult: SwiftProtobuf.Mes
 
 nonisolated extension Coditect_License_V1_ListSessionsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListSessionsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}license_id\0\u{3}include_ended\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}license_id\0\u{3}include_ended\0\u{3}user_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2793,6 +4509,7 @@ nonisolated extension Coditect_License_V1_ListSessionsRequest: SwiftProtobuf.Mes
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.licenseID) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.includeEnded) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.userID) }()
       default: break
       }
     }
@@ -2805,12 +4522,16 @@ nonisolated extension Coditect_License_V1_ListSessionsRequest: SwiftProtobuf.Mes
     if self.includeEnded != false {
       try visitor.visitSingularBoolField(value: self.includeEnded, fieldNumber: 2)
     }
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Coditect_License_V1_ListSessionsRequest, rhs: Coditect_License_V1_ListSessionsRequest) -> Bool {
     if lhs.licenseID != rhs.licenseID {return false}
     if lhs.includeEnded != rhs.includeEnded {return false}
+    if lhs.userID != rhs.userID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2965,6 +4686,226 @@ nonisolated extension Coditect_License_V1_RevokeSessionResult: SwiftProtobuf.Mes
   }
 
   public static func ==(lhs: Coditect_License_V1_RevokeSessionResult, rhs: Coditect_License_V1_RevokeSessionResult) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_QueryAuditRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".QueryAuditRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{3}user_id\0\u{1}action\0\u{3}since_ms\0\u{3}until_ms\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.action) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.sinceMs) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.untilMs) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tenantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenantID, fieldNumber: 1)
+    }
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 2)
+    }
+    if !self.action.isEmpty {
+      try visitor.visitSingularStringField(value: self.action, fieldNumber: 3)
+    }
+    if self.sinceMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sinceMs, fieldNumber: 4)
+    }
+    if self.untilMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.untilMs, fieldNumber: 5)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_QueryAuditRequest, rhs: Coditect_License_V1_QueryAuditRequest) -> Bool {
+    if lhs.tenantID != rhs.tenantID {return false}
+    if lhs.userID != rhs.userID {return false}
+    if lhs.action != rhs.action {return false}
+    if lhs.sinceMs != rhs.sinceMs {return false}
+    if lhs.untilMs != rhs.untilMs {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_AuditEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AuditEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}at_ms\0\u{3}tenant_id\0\u{1}actor\0\u{1}action\0\u{1}target\0\u{1}outcome\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.atMs) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.actor) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.action) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.target) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.outcome) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if self.atMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.atMs, fieldNumber: 2)
+    }
+    if !self.tenantID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenantID, fieldNumber: 3)
+    }
+    if !self.actor.isEmpty {
+      try visitor.visitSingularStringField(value: self.actor, fieldNumber: 4)
+    }
+    if !self.action.isEmpty {
+      try visitor.visitSingularStringField(value: self.action, fieldNumber: 5)
+    }
+    if !self.target.isEmpty {
+      try visitor.visitSingularStringField(value: self.target, fieldNumber: 6)
+    }
+    if !self.outcome.isEmpty {
+      try visitor.visitSingularStringField(value: self.outcome, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_AuditEvent, rhs: Coditect_License_V1_AuditEvent) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.atMs != rhs.atMs {return false}
+    if lhs.tenantID != rhs.tenantID {return false}
+    if lhs.actor != rhs.actor {return false}
+    if lhs.action != rhs.action {return false}
+    if lhs.target != rhs.target {return false}
+    if lhs.outcome != rhs.outcome {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_AuditEventList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AuditEventList"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}events\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.events) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.events.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.events, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_AuditEventList, rhs: Coditect_License_V1_AuditEventList) -> Bool {
+    if lhs.events != rhs.events {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_RotateSigningKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RotateSigningKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}algorithm\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.algorithm) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.algorithm.isEmpty {
+      try visitor.visitSingularStringField(value: self.algorithm, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_RotateSigningKeyRequest, rhs: Coditect_License_V1_RotateSigningKeyRequest) -> Bool {
+    if lhs.algorithm != rhs.algorithm {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coditect_License_V1_SigningKeyRotation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SigningKeyRotation"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}key_id\0\u{1}algorithm\0\u{3}retired_key_ids\0\u{3}published_until_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.keyID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.algorithm) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.retiredKeyIds) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.publishedUntilMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.keyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyID, fieldNumber: 1)
+    }
+    if !self.algorithm.isEmpty {
+      try visitor.visitSingularStringField(value: self.algorithm, fieldNumber: 2)
+    }
+    if !self.retiredKeyIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.retiredKeyIds, fieldNumber: 3)
+    }
+    if self.publishedUntilMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.publishedUntilMs, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coditect_License_V1_SigningKeyRotation, rhs: Coditect_License_V1_SigningKeyRotation) -> Bool {
+    if lhs.keyID != rhs.keyID {return false}
+    if lhs.algorithm != rhs.algorithm {return false}
+    if lhs.retiredKeyIds != rhs.retiredKeyIds {return false}
+    if lhs.publishedUntilMs != rhs.publishedUntilMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
