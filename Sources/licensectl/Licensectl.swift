@@ -10,17 +10,27 @@ struct Licensectl: AsyncParsableCommand {
         commandName: "licensectl",
         abstract: "Operate a CODITECT license server over its wire protocol.",
         discussion: """
-        Connection settings come from flags or LICENSECTL_SERVER, LICENSECTL_CA, LICENSECTL_API_KEY.
+        Connection settings come from, in order: flags (--server, --ca, --api-key-file, --id-token-file), \
+        the environment (LICENSECTL_SERVER, LICENSECTL_CA, LICENSECTL_API_KEY, LICENSECTL_ID_TOKEN), then the \
+        profile (--profile, LICENSECTL_PROFILE, or the config file's current profile). The config file is \
+        ~/.config/licensectl/config.json (or LICENSECTL_CONFIG); `licensectl profile set` writes it (mode 0600).
 
         Examples:
+          licensectl profile set prod --server licenses.acme.com:7443 --ca ca.pem --api-key-file ~/.licensed-key
           licensectl tenant create "Acme Corp" --id acme
           licensectl license create --tenant acme --seats 10 --name "CODITECT Pro" --id acme-pro
-          licensectl user create --tenant acme --name alice@acme.test
-          licensectl status
-          licensectl sessions acme-pro
-          licensectl revoke ses_…
+          licensectl license update acme-pro --seats 25 --valid-until 2027-12-31
+          licensectl user create --tenant acme --name "Alice" --email alice@acme.com
+          licensectl session list --license acme-pro
+          licensectl audit --tenant acme --action session. --since 24h
+          licensectl status --output json
+
+        Exit status: 0 success, 1 refused or invalid, 3 not authenticated or not allowed, 4 server unavailable.
         """,
-        subcommands: [TenantCommand.self, LicenseCommand.self, UserCommand.self, Status.self, Sessions.self, Revoke.self]
+        subcommands: [
+            Status.self, TenantCommand.self, LicenseCommand.self, UserCommand.self, SessionCommand.self, KeyCommand.self,
+            AuditCommand.self, SigningKeyCommand.self, ProfileCommand.self,
+        ]
     )
 }
 
@@ -28,34 +38,33 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case table, json
 }
 
-/// Connection and output options of every command.
+/// Connection and output options of every command that talks to a server.
 struct Connection: ParsableArguments {
+    @Option(help: "The profile to use (env LICENSECTL_PROFILE; default: the config file's current profile).")
+    var profile: String?
+
     @Option(help: "Server HOST:PORT (env LICENSECTL_SERVER; default 127.0.0.1:7443).")
     var server: String?
 
     @Option(help: "CA certificate PEM that signed the server's certificate (env LICENSECTL_CA).")
     var ca: String?
 
-    @Option(name: .customLong("api-key"), help: "API key (env LICENSECTL_API_KEY). Prefer the environment: flags show in process lists.")
-    var apiKey: String?
+    @Option(name: .customLong("api-key-file"), help: "A file holding the API key (env LICENSECTL_API_KEY holds the key itself).")
+    var apiKeyFile: String?
+
+    @Option(name: .customLong("id-token-file"), help: "A file holding an OIDC ID token (env LICENSECTL_ID_TOKEN holds the token itself).")
+    var idTokenFile: String?
 
     @Option(help: "table (default) or json.")
     var output: OutputFormat = .table
 
-    /// Connects, authenticates, runs `body`, and turns failures into one line on stderr and exit 1.
+    /// Connects, authenticates, runs `body`, and turns failures into one line on stderr and an exit status.
     func run(_ body: (LicenseConnection) async throws -> Void) async throws {
-        let env = ProcessInfo.processInfo.environment
         do {
-            guard let key = apiKey ?? env["LICENSECTL_API_KEY"], !key.isEmpty else {
-                throw LicenseCallError(code: .unauthenticated, reason: "CREDENTIAL_REQUIRED", message: "give --api-key or set LICENSECTL_API_KEY")
-            }
-            let endpoint = try LicenseServerEndpoint(
-                parsing: server ?? env["LICENSECTL_SERVER"] ?? "127.0.0.1:7443",
-                caFile: ca ?? env["LICENSECTL_CA"]
-            )
-            let connection = try await LicenseConnection.connect(to: endpoint)
+            let settings = try resolve()
+            let connection = try await LicenseConnection.connect(to: try LicenseServerEndpoint(parsing: settings.server, caFile: settings.ca))
             do {
-                try await connection.hello(apiKey: key, clientName: "licensectl")
+                try await connection.hello(settings.credential, clientName: "licensectl")
                 try await body(connection)
             } catch {
                 await connection.close()
@@ -64,8 +73,63 @@ struct Connection: ParsableArguments {
             await connection.close()
         } catch let error as LicenseCallError {
             FileHandle.standardError.write(Data("licensectl: \(error.codeName) \(error.reason): \(error.message)\n".utf8))
-            throw ExitCode(error.code == .unauthenticated || error.code == .permissionDenied ? 3 : (error.code == .unavailable ? 4 : 1))
+            throw ExitCode(Self.exitStatus(error))
+        } catch let error as ProfileError {
+            FileHandle.standardError.write(Data("licensectl: \(error.message)\n".utf8))
+            throw ExitCode(1)
         }
+    }
+
+    static func exitStatus(_ error: LicenseCallError) -> Int32 {
+        switch error.code {
+        case .unauthenticated, .permissionDenied: 3
+        case .unavailable: 4
+        default: 1
+        }
+    }
+
+    struct Resolved {
+        var server: String
+        var ca: String?
+        var credential: LicenseCredential
+    }
+
+    /// Flags, then environment, then the profile.
+    func resolve() throws -> Resolved {
+        let env = ProcessInfo.processInfo.environment
+        let store = ProfileStore()
+        let chosen = try store.profile(named: profile ?? env["LICENSECTL_PROFILE"])
+        let server = server ?? env["LICENSECTL_SERVER"] ?? chosen?.server ?? "127.0.0.1:7443"
+        let ca = ca ?? env["LICENSECTL_CA"] ?? chosen?.ca
+        let credential: LicenseCredential
+        if let apiKeyFile {
+            credential = .apiKey(try Self.secret(from: apiKeyFile, what: "API key"))
+        } else if let idTokenFile {
+            credential = .idToken(try Self.secret(from: idTokenFile, what: "ID token"))
+        } else if let key = env["LICENSECTL_API_KEY"], !key.isEmpty {
+            credential = .apiKey(key)
+        } else if let token = env["LICENSECTL_ID_TOKEN"], !token.isEmpty {
+            credential = .idToken(token)
+        } else if let key = chosen?.apiKey {
+            credential = .apiKey(key)
+        } else if let file = chosen?.apiKeyFile {
+            credential = .apiKey(try Self.secret(from: file, what: "API key"))
+        } else if let file = chosen?.idTokenFile {
+            credential = .idToken(try Self.secret(from: file, what: "ID token"))
+        } else {
+            throw LicenseCallError(code: .unauthenticated, reason: "CREDENTIAL_REQUIRED",
+                                   message: "no credential: give --api-key-file, set LICENSECTL_API_KEY, or run `licensectl profile set`")
+        }
+        return Resolved(server: server, ca: ca, credential: credential)
+    }
+
+    static func secret(from path: String, what: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: (path as NSString).expandingTildeInPath) else {
+            throw ProfileError(message: "cannot read the \(what) file \(path)")
+        }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !text.isEmpty else { throw ProfileError(message: "the \(what) file \(path) is empty") }
+        return text
     }
 
     /// Prints a message as JSON, or as a table of `columns` × `rows`.
@@ -78,6 +142,19 @@ struct Connection: ParsableArguments {
             Swift.print(try message.jsonString(options: options))
         case .table:
             Swift.print(Table.render(columns: columns, rows: rows), terminator: "")
+        }
+    }
+
+    /// Prints a message as JSON, or as `field: value` lines.
+    func print(_ message: some SwiftProtobuf.Message, fields: [(String, String)]) throws {
+        switch output {
+        case .json:
+            try print(message, columns: [], rows: [])
+        case .table:
+            let width = fields.map(\.0.count).max() ?? 0
+            for (name, value) in fields {
+                Swift.print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value)
+            }
         }
     }
 }
@@ -98,170 +175,29 @@ enum Table {
         let formatter = ISO8601DateFormatter()
         return formatter.string(from: Date(timeIntervalSince1970: Double(ms) / 1000))
     }
+
+    static func orDash(_ text: String) -> String { text.isEmpty ? "-" : text }
 }
 
-// MARK: - tenant
-
-struct TenantCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "tenant", abstract: "Create and list tenants.", subcommands: [Create.self, List.self])
-
-    struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a tenant (operators).")
-        @OptionGroup var connection: Connection
-        @Argument(help: "The tenant's display name.") var name: String
-        @Option(help: "An id of [A-Za-z0-9._:-] (default: generated).") var id: String = ""
-
-        func run() async throws {
-            try await connection.run { client in
-                var request = Coditect_License_V1_CreateTenantRequest()
-                request.name = name
-                request.id = id
-                let tenant = try await client.call(.createTenant(request)).tenant
-                try connection.print(tenant, columns: ["id", "name", "status"], rows: [[tenant.id, tenant.name, tenant.status]])
+/// Command-line time values: an ISO 8601 date or date-time, or an age such as `90m`, `24h`, `7d`
+/// (meaning that long ago), in milliseconds since the epoch.
+enum TimeArgument {
+    static func milliseconds(_ text: String, option: String, now: Date = Date()) throws -> UInt64 {
+        if let unit = text.last, let amount = Double(text.dropLast()), amount >= 0 {
+            let seconds: Double? = switch unit {
+            case "s": amount
+            case "m": amount * 60
+            case "h": amount * 3600
+            case "d": amount * 86_400
+            default: nil
             }
+            if let seconds { return UInt64(max(0, now.timeIntervalSince1970 - seconds) * 1000) }
         }
-    }
-
-    struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List tenants.")
-        @OptionGroup var connection: Connection
-
-        func run() async throws {
-            try await connection.run { client in
-                let list = try await client.call(.listTenants(.init())).tenants
-                try connection.print(list, columns: ["id", "name", "status", "created"], rows: list.tenants.map { [$0.id, $0.name, $0.status, Table.time($0.createdAtMs)] })
-            }
-        }
-    }
-}
-
-// MARK: - license
-
-struct LicenseCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "license", abstract: "Create and list licenses.", subcommands: [Create.self, List.self])
-
-    struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a license with N concurrent seats (operators).")
-        @OptionGroup var connection: Connection
-        @Option(help: "The tenant that owns it.") var tenant: String
-        @Option(help: "Concurrent seats.") var seats: UInt32
-        @Option(help: "Display name.") var name: String = "CODITECT"
-        @Option(help: "An id (default: generated).") var id: String = ""
-        @Option(name: .customLong("lease-ttl"), help: "Lease TTL in seconds (default 360).") var leaseTTL: UInt32 = 0
-        @Option(name: .customLong("heartbeat"), help: "Heartbeat interval in seconds (default 300).") var heartbeat: UInt32 = 0
-        @Option(name: .customLong("offline-grace"), help: "Offline grace in seconds (default 86400).") var grace: UInt32 = 0
-        @Option(help: "Comma-separated feature names.") var features: String = ""
-
-        func run() async throws {
-            try await connection.run { client in
-                var request = Coditect_License_V1_CreateLicenseRequest()
-                request.tenantID = tenant
-                request.seats = seats
-                request.name = name
-                request.id = id
-                request.leaseTtlS = leaseTTL
-                request.heartbeatIntervalS = heartbeat
-                request.offlineGraceS = grace
-                request.features = features.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
-                let license = try await client.call(.createLicense(request)).license
-                try connection.print(license, columns: ["id", "tenant", "name", "seats", "lease ttl", "heartbeat"],
-                                     rows: [[license.id, license.tenantID, license.name, "\(license.seats)", "\(license.leaseTtlS)s", "\(license.heartbeatIntervalS)s"]])
-            }
-        }
-    }
-
-    struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List licenses.")
-        @OptionGroup var connection: Connection
-        @Option(help: "Only this tenant's (operators see every tenant by default).") var tenant: String = ""
-
-        func run() async throws {
-            try await connection.run { client in
-                var request = Coditect_License_V1_ListLicensesRequest()
-                request.tenantID = tenant
-                let list = try await client.call(.listLicenses(request)).licenses
-                try connection.print(list, columns: ["id", "tenant", "name", "seats", "status"],
-                                     rows: list.licenses.map { [$0.id, $0.tenantID, $0.name, "\($0.seats)", $0.status] })
-            }
-        }
-    }
-}
-
-// MARK: - user
-
-struct UserCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "user", abstract: "Create users.", subcommands: [Create.self])
-
-    struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a user and print its API key (shown once).")
-        @OptionGroup var connection: Connection
-        @Option(help: "The user's tenant (empty for --role operator).") var tenant: String = ""
-        @Option(help: "Display name or e-mail.") var name: String
-        @Option(help: "user (default), tenant_admin, service or operator.") var role: String = "user"
-
-        func run() async throws {
-            try await connection.run { client in
-                var request = Coditect_License_V1_CreateUserRequest()
-                request.tenantID = tenant
-                request.name = name
-                request.role = role
-                let user = try await client.call(.createUser(request)).user
-                try connection.print(user, columns: ["user", "tenant", "role", "api key (shown once)"],
-                                     rows: [[user.userID, user.tenantID, user.role, user.apiKey]])
-            }
-        }
-    }
-}
-
-// MARK: - status, sessions, revoke
-
-struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Seats used and total per license.")
-    @OptionGroup var connection: Connection
-    @Option(help: "Only this tenant.") var tenant: String = ""
-    @Option(help: "Only this license.") var license: String = ""
-
-    func run() async throws {
-        try await connection.run { client in
-            var request = Coditect_License_V1_LicenseStatusRequest()
-            request.tenantID = tenant
-            request.licenseID = license
-            let result = try await client.call(.licenseStatus(request)).licenseStatus
-            try connection.print(result, columns: ["license", "tenant", "name", "used", "total", "status"],
-                                 rows: result.licenses.map { [$0.licenseID, $0.tenantID, $0.name, "\($0.seatsUsed)", "\($0.seatsTotal)", $0.status] })
-        }
-    }
-}
-
-struct Sessions: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the sessions of a license.")
-    @OptionGroup var connection: Connection
-    @Argument(help: "The license id.") var license: String
-    @Flag(help: "Include ended sessions.") var all = false
-
-    func run() async throws {
-        try await connection.run { client in
-            var request = Coditect_License_V1_ListSessionsRequest()
-            request.licenseID = license
-            request.includeEnded = all
-            let list = try await client.call(.listSessions(request)).sessions
-            try connection.print(list, columns: ["session", "user", "hardware", "started", "lease expires", "ended"],
-                                 rows: list.sessions.map { [$0.sessionID, $0.userID, String($0.hardwareID.prefix(16)), Table.time($0.createdAtMs), Table.time($0.leaseExpiresAtMs), $0.endReason.isEmpty ? "-" : $0.endReason] })
-        }
-    }
-}
-
-struct Revoke: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Revoke a session: its seat is freed and its next heartbeat fails.")
-    @OptionGroup var connection: Connection
-    @Argument(help: "The session id.") var session: String
-
-    func run() async throws {
-        try await connection.run { client in
-            var request = Coditect_License_V1_RevokeSessionRequest()
-            request.sessionID = session
-            let result = try await client.call(.revokeSession(request)).revokeSession
-            try connection.print(result, columns: ["revoked"], rows: [[session]])
-        }
+        let full = ISO8601DateFormatter()
+        if let date = full.date(from: text) { return UInt64(date.timeIntervalSince1970 * 1000) }
+        let day = ISO8601DateFormatter()
+        day.formatOptions = [.withFullDate]
+        if let date = day.date(from: text) { return UInt64(date.timeIntervalSince1970 * 1000) }
+        throw ValidationError("\(option) must be a date (2027-12-31), a date-time (2027-12-31T18:00:00Z) or an age (90m, 24h, 7d), not '\(text)'")
     }
 }

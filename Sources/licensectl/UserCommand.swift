@@ -1,0 +1,140 @@
+import ArgumentParser
+import LicenseWire
+
+struct UserCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "user", abstract: "Create, list, disable and enable users.",
+        discussion: """
+        Examples:
+          licensectl user create --tenant acme --name "Alice" --email alice@acme.com --no-api-key
+          licensectl user create --tenant acme --name ci --role service
+          licensectl user list --tenant acme
+          licensectl user disable usr_…
+        """,
+        subcommands: [Create.self, List.self, Disable.self, Enable.self]
+    )
+
+    static func rows(_ users: [Coditect_License_V1_User]) -> [[String]] {
+        users.map { [$0.userID, Table.orDash($0.tenantID), $0.name, $0.role, Table.orDash($0.email), $0.disabled ? "disabled" : "active", $0.identitySubject.isEmpty ? "-" : "bound"] }
+    }
+    static let columns = ["user", "tenant", "name", "role", "email", "status", "identity"]
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a user; its first API key is printed once.")
+        @OptionGroup var connection: Connection
+        @Option(help: "The user's tenant (empty for --role operator).") var tenant: String = ""
+        @Option(help: "Display name.") var name: String
+        @Option(help: "user (default), tenant_admin, service or operator.") var role: String = "user"
+        @Option(help: "The e-mail an ID-token sign-in is matched on.") var email: String = ""
+        @Flag(name: .customLong("no-api-key"), help: "Create no API key: the user signs in with an ID token (needs --email).") var noAPIKey = false
+
+        func run() async throws {
+            try await connection.run { client in
+                var request = Coditect_License_V1_CreateUserRequest()
+                request.tenantID = tenant
+                request.name = name
+                request.role = role
+                request.email = email
+                request.withoutApiKey = noAPIKey
+                let user = try await client.call(.createUser(request)).user
+                try connection.print(user, fields: [
+                    ("user", user.userID), ("tenant", Table.orDash(user.tenantID)), ("name", user.name), ("role", user.role),
+                    ("email", Table.orDash(user.email)), ("api key (shown once)", Table.orDash(user.apiKey)),
+                ])
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List a tenant's users (administrators).")
+        @OptionGroup var connection: Connection
+        @Option(help: "The tenant (default: your own; operators: every user).") var tenant: String = ""
+
+        func run() async throws {
+            try await connection.run { client in
+                var request = Coditect_License_V1_ListUsersRequest()
+                request.tenantID = tenant
+                let list = try await client.call(.listUsers(request)).users
+                try connection.print(list, columns: UserCommand.columns, rows: UserCommand.rows(list.users))
+            }
+        }
+    }
+
+    struct Disable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Disable a user: no more sign-ins, and its live sessions are revoked.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The user id.") var user: String
+
+        func run() async throws { try await UserCommand.setDisabled(true, user, connection) }
+    }
+
+    struct Enable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Enable a disabled user again.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The user id.") var user: String
+
+        func run() async throws { try await UserCommand.setDisabled(false, user, connection) }
+    }
+
+    static func setDisabled(_ disabled: Bool, _ user: String, _ connection: Connection) async throws {
+        try await connection.run { client in
+            var request = Coditect_License_V1_SetUserDisabledRequest()
+            request.userID = user
+            request.disabled = disabled
+            let result = try await client.call(.setUserDisabled(request)).setUserDisabled
+            try connection.print(result, columns: columns + ["sessions revoked"], rows: rows([result.user]).map { $0 + ["\(result.revokedSessionIds.count)"] })
+        }
+    }
+}
+
+struct SessionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "session", abstract: "List and revoke sessions.",
+        discussion: """
+        Examples:
+          licensectl session list --license acme-pro
+          licensectl session list --user usr_… --all
+          licensectl session revoke ses_…
+        """,
+        subcommands: [List.self, Revoke.self]
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the sessions of a license or of a user.")
+        @OptionGroup var connection: Connection
+        @Option(help: "The license id.") var license: String = ""
+        @Option(help: "The user id.") var user: String = ""
+        @Flag(help: "Include ended sessions.") var all = false
+
+        func validate() throws {
+            guard license.isEmpty != user.isEmpty else { throw ValidationError("give exactly one of --license and --user") }
+        }
+
+        func run() async throws {
+            try await connection.run { client in
+                var request = Coditect_License_V1_ListSessionsRequest()
+                request.licenseID = license
+                request.userID = user
+                request.includeEnded = all
+                let list = try await client.call(.listSessions(request)).sessions
+                try connection.print(list, columns: ["session", "license", "user", "hardware", "started", "lease expires", "ended"],
+                                     rows: list.sessions.map { [$0.sessionID, $0.licenseID, $0.userID, String($0.hardwareID.prefix(16)), Table.time($0.createdAtMs), Table.time($0.leaseExpiresAtMs), Table.orDash($0.endReason)] })
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a session: its seat is freed, its holder is told at once, and its next heartbeat fails.")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The session id.") var session: String
+
+        func run() async throws {
+            try await connection.run { client in
+                var request = Coditect_License_V1_RevokeSessionRequest()
+                request.sessionID = session
+                let result = try await client.call(.revokeSession(request)).revokeSession
+                try connection.print(result, columns: ["revoked"], rows: [[session]])
+            }
+        }
+    }
+}
