@@ -227,8 +227,11 @@ let package = Package(
             name: "LicenseServerTests",
             dependencies: [
                 "LicenseServer", "LicenseClient", "LicenseWire", "LicenseCore", "LicenseTokens",
-                "LicenseRedis", "LicensePostgres", "BackendTestSupport",
+                "LicenseRedis", "LicensePostgres", "LicenseIdentity", "BackendTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

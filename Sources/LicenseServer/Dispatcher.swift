@@ -64,7 +64,9 @@ public struct Dispatcher: Sendable {
             return (frame, principal)
         } catch {
             let licenseError = Self.licenseError(error, call: "hello", logger: logger)
-            await audit(AuditEvent(at: service.clock.now(), tenantID: nil, actor: nil, action: "hello", target: "\(kind) from \(peer)", outcome: licenseError.reason.rawValue))
+            if licenseError.reason != .backendUnavailable {
+                await audit(AuditEvent(at: service.clock.now(), tenantID: nil, actor: nil, action: "hello", target: "\(kind) from \(peer)", outcome: licenseError.reason.rawValue))
+            }
             return (failure(id: id, call: "hello", licenseError), nil)
         }
     }
@@ -82,10 +84,14 @@ public struct Dispatcher: Sendable {
             return frame
         } catch {
             let licenseError = Self.licenseError(error, call: call, logger: logger)
-            await audit(AuditEvent(
-                at: service.clock.now(), tenantID: principal.tenantID, actor: principal.userID, action: "refused." + call,
-                target: Self.target(of: request.call), outcome: licenseError.reason.rawValue
-            ))
+            // A backend outage is not a refusal by policy, and the audit write would wait for the
+            // same unreachable repository: it is counted in metrics instead.
+            if licenseError.reason != .backendUnavailable {
+                await audit(AuditEvent(
+                    at: service.clock.now(), tenantID: principal.tenantID, actor: principal.userID, action: "refused." + call,
+                    target: Self.target(of: request.call), outcome: licenseError.reason.rawValue
+                ))
+            }
             return failure(id: request.id, call: call, licenseError)
         }
     }

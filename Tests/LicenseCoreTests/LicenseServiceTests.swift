@@ -24,7 +24,7 @@ struct LicenseServiceTests {
         _ = try await service.createLicense(CreateLicenseCommand(id: "\(tenant)-pro", tenantID: tenant, name: "Pro", seats: seats, features: ["ai"]), by: op)
         var principals: [Principal] = []
         for i in 0..<users {
-            principals.append(try await service.createUser(tenant: tenant, name: "user\(i)", role: "user", by: op).user.principal)
+            principals.append(try await service.createUser(CreateUserCommand(tenantID: tenant, name: "user\(i)", role: "user"), by: op).user.principal)
         }
         return principals
     }
@@ -135,7 +135,7 @@ struct LicenseServiceTests {
         }
         await expectError(.notFound, .sessionUnknown) { try await service.release(session: lease.sessionID.rawValue, by: globex[0]) }
         await expectError(.notFound, .licenseUnknown) {
-            _ = try await service.listSessions(license: "acme-pro", includeEnded: true, by: globex[0])
+            _ = try await service.listSessions(license: "acme-pro", user: "", includeEnded: true, by: globex[0])
         }
         // A user of the same tenant may not touch a colleague's session either.
         await expectError(.notFound, .sessionUnknown) { try await service.release(session: lease.sessionID.rawValue, by: acme[1]) }
@@ -246,5 +246,24 @@ final class FailingRepository: LicenseRepository, @unchecked Sendable {
     func session(_ id: SessionID) async throws -> LeaseSession? { try await inner.session(id) }
     func sessions(license: LicenseID, includeEnded: Bool) async throws -> [LeaseSession] { try await inner.sessions(license: license, includeEnded: includeEnded) }
     func appendAudit(_ event: AuditEvent) async throws { try await inner.appendAudit(event) }
-    func auditEvents(tenant: TenantID?, limit: Int) async throws -> [AuditEvent] { try await inner.auditEvents(tenant: tenant, limit: limit) }
+    func auditEvents(_ query: AuditQuery) async throws -> [AuditEvent] { try await inner.auditEvents(query) }
+    func updateTenant(_ tenant: Tenant, audit: AuditEvent) async throws { try await inner.updateTenant(tenant, audit: audit) }
+    func tenants(identityTenant: String) async throws -> [Tenant] { try await inner.tenants(identityTenant: identityTenant) }
+    func tenants(emailDomain: String) async throws -> [Tenant] { try await inner.tenants(emailDomain: emailDomain) }
+    func updateLicense(_ license: License, audit: AuditEvent) async throws { try await inner.updateLicense(license, audit: audit) }
+    func users(tenant: TenantID?) async throws -> [User] { try await inner.users(tenant: tenant) }
+    func updateUser(_ user: User, audit: AuditEvent?) async throws { try await inner.updateUser(user, audit: audit) }
+    func user(identity: ExternalIdentity) async throws -> User? { try await inner.user(identity: identity) }
+    func users(email: String) async throws -> [User] { try await inner.users(email: email) }
+    func createAPIKey(_ key: APIKeyRecord, audit: AuditEvent) async throws { try await inner.createAPIKey(key, audit: audit) }
+    func apiKey(id: String) async throws -> APIKeyRecord? { try await inner.apiKey(id: id) }
+    func apiKeys(user: UserID?, tenant: TenantID?) async throws -> [APIKeyRecord] { try await inner.apiKeys(user: user, tenant: tenant) }
+    func revokeAPIKey(id: String, at: Timestamp, replacement: APIKeyRecord?, audit: AuditEvent) async throws -> Bool {
+        try await inner.revokeAPIKey(id: id, at: at, replacement: replacement, audit: audit)
+    }
+    func sessions(user: UserID, includeEnded: Bool) async throws -> [LeaseSession] { try await inner.sessions(user: user, includeEnded: includeEnded) }
+    func signingKeys() async throws -> [StoredSigningKey] { try await inner.signingKeys() }
+    func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws {
+        try await inner.rotateSigningKey(to: key, publishRetiredUntil: publishRetiredUntil, audit: audit)
+    }
 }

@@ -42,7 +42,7 @@ struct PostgresRepositoryTests {
             #expect(try await acme.session("ses-globex") == nil)
             #expect(try await acme.sessions(license: "globex-pro", includeEnded: true).isEmpty)
             #expect(try await acme.user("usr-globex") == nil)
-            #expect(try await acme.auditEvents(tenant: nil, limit: 100).allSatisfy { $0.tenantID == "acme" })
+            #expect(try await acme.auditEvents(AuditQuery(limit: 100)).allSatisfy { $0.tenantID == "acme" })
             // Writes: ending or moving globex's session changes nothing; inserting into globex is refused.
             #expect(try await !acme.endSession("ses-globex", at: t0, reason: .revoked, audit: audit("session.revoke", "ses-globex", tenant: "acme")))
             try await acme.updateLease(session: "ses-globex", expiresAt: t0)

@@ -54,7 +54,7 @@ struct RepositoryConformanceTests {
             License(id: "acme-pro", tenantID: "acme", name: "Pro", seats: 5, validUntil: t0.advanced(by: .seconds(86_400)), features: ["ai", "sync"], createdAt: t0),
             audit: audit("license.create", "acme-pro"))
         try await repository.createUser(User(id: "usr-a", tenantID: "acme", name: "alice", role: .tenantUser, createdAt: t0),
-                                        apiKey: APIKeyRecord(hash: "hash-a", userID: "usr-a", createdAt: t0), audit: audit("user.create", "usr-a"))
+                                        apiKey: APIKeyRecord(hash: "hash-a", userID: "usr-a", tenantID: "acme", createdAt: t0), audit: audit("user.create", "usr-a"))
     }
 
     func session(_ id: String, at offset: Int64 = 0) -> LeaseSession {
@@ -97,7 +97,7 @@ struct RepositoryConformanceTests {
             // The failed writes left nothing behind, not even their audit rows.
             #expect(try await repository.tenant("acme")?.name == "Acme")
             #expect(try await repository.license("x") == nil)
-            #expect(try await repository.auditEvents(tenant: nil, limit: 100).count == 3)
+            #expect(try await repository.auditEvents(AuditQuery(limit: 100)).count == 3)
         }
     }
 
@@ -131,9 +131,9 @@ struct RepositoryConformanceTests {
         try await withRepository(backend) { repository in
             try await seed(repository)
             try await repository.appendAudit(audit("platform.note", "x", tenant: nil))
-            let all = try await repository.auditEvents(tenant: nil, limit: 10)
+            let all = try await repository.auditEvents(AuditQuery(limit: 10))
             #expect(all.map(\.action) == ["platform.note", "user.create", "license.create", "tenant.create"])
-            #expect(try await repository.auditEvents(tenant: "acme", limit: 2).map(\.action) == ["user.create", "license.create"])
+            #expect(try await repository.auditEvents(AuditQuery(tenantID: "acme", limit: 2)).map(\.action) == ["user.create", "license.create"])
         }
     }
 
@@ -164,7 +164,7 @@ struct RepositoryConformanceTests {
             try await group.waitForAll()
         }
         #expect(try await repository.sessions(license: "acme-pro", includeEnded: false).count == 100)
-        #expect(try await repository.auditEvents(tenant: "acme", limit: 1000).count == 103)
+        #expect(try await repository.auditEvents(AuditQuery(tenantID: "acme", limit: 1000)).count == 103)
         }
     }
 }

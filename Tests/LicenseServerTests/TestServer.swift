@@ -35,6 +35,7 @@ struct TestServer: Sendable {
         dataDirectory: String? = nil,
         port: Int = 0,
         configure: @Sendable (inout ServerConfiguration) -> Void = { _ in },
+        settings configureSettings: @Sendable (inout ServerEnvironment.Settings) -> Void = { _ in },
         _ body: @Sendable (TestServer) async throws -> Void
     ) async throws {
         // A given data folder outlives the run (a restart reuses it); a fresh one is removed.
@@ -45,6 +46,7 @@ struct TestServer: Sendable {
         settings.redis = redis
         settings.postgres = postgres
         settings.migrateOnStart = true
+        configureSettings(&settings)
         let logger = {
             var logger = Logger(label: "test")
             logger.logLevel = .warning
@@ -57,7 +59,7 @@ struct TestServer: Sendable {
             let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
             let server = LicenseServer(
                 configuration: configuration,
-                dispatcher: Dispatcher(service: environment.service, maxFrameBytes: configuration.maxFrameBytes, logger: logger),
+                dispatcher: Dispatcher(service: environment.service, maxFrameBytes: configuration.maxFrameBytes, identity: environment.identity, logger: logger),
                 logger: logger
             ) { address in
                 portContinuation.yield(address.port ?? 0)
