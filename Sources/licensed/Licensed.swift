@@ -238,7 +238,7 @@ struct Serve: AsyncParsableCommand {
             print("""
             Bootstrap operator API key (shown once; store it now):
               \(key)
-            Use it with: licensectl status --server \(settings.listenHost):\(settings.listenPort) --ca \(environment.caCertificatePath ?? "<your CA>") --api-key <key>
+            Save it in a licensectl profile: licensectl profile set local --server \(settings.listenHost):\(settings.listenPort) --ca \(environment.caCertificatePath ?? "<your CA>") --api-key <key>
             """)
         }
         var configuration = ServerConfiguration(tls: environment.tls)

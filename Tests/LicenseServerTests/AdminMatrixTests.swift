@@ -1,3 +1,4 @@
+import BackendTestSupport
 import Foundation
 import LicenseClient
 import LicenseCore
@@ -49,8 +50,12 @@ struct AdminMatrixTests {
         "list_tenants": [.operator: .ok, .admin: .ok, .user: .ok, .service: .ok],
     ]
 
-    @Test func everyAdminCallForEveryRoleInOwnAndOtherTenant() async throws {
-        try await TestServer.run { server in
+    /// On the embedded default (isolation in the service) and on Postgres (and again in the
+    /// database, by row-level security).
+    @Test(arguments: ["embedded", "postgres"])
+    func everyAdminCallForEveryRoleInOwnAndOtherTenant(_ backend: String) async throws {
+        let postgres = backend == "postgres" ? try await PostgresTestServer.shared().createDatabase() : nil
+        try await TestServer.run(postgres: postgres) { server in
             let op = try await server.connect()
             let acme = try await setUpTenant("acme", op, server)
             let globex = try await setUpTenant("globex", op, server)
