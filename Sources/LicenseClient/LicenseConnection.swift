@@ -23,6 +23,10 @@ public struct LicenseServerEndpoint: Sendable {
     public var callTimeout: Duration = .seconds(15)
     /// Default 64 KiB, the server's default.
     public var maxFrameBytes: Int = WireProtocol.defaultMaxFrameBytes
+    /// A client certificate chain (PEM) and its private key (PEM), presented in the TLS handshake
+    /// (mutual TLS); with ``LicenseCredential/clientCertificate`` it identifies an operator.
+    public var clientCertificateFile: String?
+    public var clientKeyFile: String?
 
     public init(host: String, port: Int = WireProtocol.defaultPort, caFile: String? = nil) {
         self.host = host
@@ -76,6 +80,14 @@ public final class LicenseConnection: Sendable {
                 tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
             } catch {
                 throw LicenseCallError(code: .invalidArgument, reason: "INVALID_CA", message: "cannot read a PEM certificate from \(caFile)")
+            }
+        }
+        if let certificateFile = endpoint.clientCertificateFile, let keyFile = endpoint.clientKeyFile {
+            do {
+                tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { .certificate($0) }
+                tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
+            } catch {
+                throw LicenseCallError(code: .invalidArgument, reason: "INVALID_CLIENT_CERTIFICATE", message: "cannot read the client certificate \(certificateFile) and key \(keyFile) (PEM)")
             }
         }
         let sslContext = try NIOSSLContext(configuration: tls)
@@ -147,6 +159,7 @@ public final class LicenseConnection: Sendable {
         switch credential {
         case .apiKey(let key): hello.apiKey = key
         case .idToken(let token): hello.idToken = token
+        case .clientCertificate: break
         }
         return try await call(.hello(hello)).hello
     }

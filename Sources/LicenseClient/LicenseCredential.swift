@@ -4,6 +4,9 @@ public enum LicenseCredential: Sendable {
     case apiKey(String)
     /// An OIDC ID token from the identity provider the server trusts.
     case idToken(String)
+    /// No credential in `Hello`: the TLS client certificate of the endpoint identifies the caller
+    /// (platform operators, on servers configured with an operator client CA).
+    case clientCertificate
 }
 
 /// Supplies the credential for each new connection. When the server refuses a credential

@@ -44,6 +44,18 @@ public struct Authenticator: Sendable {
         return user.principal
     }
 
+    /// Authenticates a platform operator by the common name of a TLS client certificate that the
+    /// server verified against its operator client CA: the name must be the id of an enabled
+    /// operator. Anything else is the same `UNAUTHENTICATED` answer as a bad API key.
+    public func authenticate(operatorCertificate commonName: String) async throws -> Principal {
+        let rejected = LicenseError(.unauthenticated, .invalidCredential, "the credential was not accepted")
+        guard (try? Validation.id(commonName, field: "common name")) != nil,
+              let user = try await backend({ try await repository.user(UserID(commonName)) }),
+              user.role == .platformOperator, !user.disabled
+        else { throw rejected }
+        return user.principal
+    }
+
     /// Maps a verified ID token to the one user it names, in exactly one tenant:
     ///
     /// 1. the user already bound to the token's `iss` + `sub`;

@@ -27,8 +27,10 @@ public struct Dispatcher: Sendable {
     }
 
     /// Checks a `Hello`; returns the answer and, on success, the principal. `peer` (the client's
-    /// address) goes into the audit log when the credential is refused.
-    public func hello(id: UInt64, _ hello: Coditect_License_V1_Hello, peer: String = "unknown") async -> (ServerFrame, Principal?) {
+    /// address) goes into the audit log when the credential is refused. `clientCertificateName`
+    /// is the common name of a client certificate verified against the operator client CA; a
+    /// `Hello` without a credential signs in as the operator it names.
+    public func hello(id: UInt64, _ hello: Coditect_License_V1_Hello, peer: String = "unknown", clientCertificateName: String? = nil) async -> (ServerFrame, Principal?) {
         let timer = Self.timers["hello"]!
         let start = ContinuousClock.now
         defer { timer.recordNanoseconds(TimeAmount(ContinuousClock.now - start).nanoseconds) }
@@ -49,7 +51,11 @@ public struct Dispatcher: Sendable {
                 }
                 principal = try await authenticator.authenticate(identity: try await identity.verify(token))
             case nil:
-                throw LicenseError(.unauthenticated, .credentialRequired, "Hello must carry a credential")
+                guard let clientCertificateName else {
+                    throw LicenseError(.unauthenticated, .credentialRequired, "Hello must carry a credential")
+                }
+                kind = "client_certificate"
+                principal = try await authenticator.authenticate(operatorCertificate: clientCertificateName)
             }
             var result = Coditect_License_V1_HelloResult()
             result.principal = principal.userID.rawValue

@@ -120,7 +120,7 @@ public final class LicenseServer: Service {
                                     if machine.withLock({ $0.fatal() }) == .close { answer.finish() }
                                     return
                                 case .frame(let body):
-                                    await self.handleFrame(body, connectionID: connectionID, peer: peer, machine: machine, limiter: limiter, answer: answer, group: &group, dispatcher: dispatcher)
+                                    await self.handleFrame(body, connectionID: connectionID, peer: peer, channel: channel, machine: machine, limiter: limiter, answer: answer, group: &group, dispatcher: dispatcher)
                                 }
                             }
                         } catch {
@@ -145,7 +145,7 @@ public final class LicenseServer: Service {
     }
 
     private func handleFrame(
-        _ body: ByteBuffer, connectionID: UInt64, peer: String, machine: LockedStateMachine, limiter: InFlightLimiter,
+        _ body: ByteBuffer, connectionID: UInt64, peer: String, channel: any Channel, machine: LockedStateMachine, limiter: InFlightLimiter,
         answer: AsyncStream<ServerFrame>.Continuation, group: inout DiscardingTaskGroup, dispatcher: Dispatcher
     ) async {
         let request: ClientFrame
@@ -169,7 +169,9 @@ public final class LicenseServer: Service {
             answer.yield(.failure(id: request.id, error))
         case .authenticate:
             // Inline: nothing else on this connection is read until the credential is checked.
-            let (frame, principal) = await dispatcher.hello(id: request.id, request.hello, peer: peer)
+            // Only a Hello without a credential looks at the client certificate.
+            let certificateName = request.hello.credential == nil ? await ClientCertificate.commonName(on: channel) : nil
+            let (frame, principal) = await dispatcher.hello(id: request.id, request.hello, peer: peer, clientCertificateName: certificateName)
             machine.withLock { state in
                 if let principal { state.helloSucceeded(principal) } else { state.helloFailed() }
             }

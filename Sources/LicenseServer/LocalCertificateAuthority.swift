@@ -76,6 +76,66 @@ public enum LocalCertificateAuthority {
         return files
     }
 
+    /// The files of an operator client certificate.
+    public struct ClientFiles: Sendable {
+        /// The operator CA to give `licensed --operator-client-ca`.
+        public var caCertificate: String
+        public var certificate: String
+        public var key: String
+    }
+
+    /// Issues a TLS client certificate whose common name is an operator's user id, signed by an
+    /// operator CA kept in `directory` (`operator-ca.pem`, created on first use, separate from
+    /// the server's CA). Writes `<commonName>.pem` and `<commonName>-key.pem` there.
+    public static func issueOperatorCertificate(commonName: String, in directory: String, validity: TimeInterval = 365 * 86_400) throws -> ClientFiles {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let caPath = directory + "/operator-ca.pem", caKeyPath = directory + "/operator-ca-key.pem"
+        let caName = try DistinguishedName {
+            OrganizationName("CODITECT licensed")
+            CommonName("CODITECT licensed operator CA")
+        }
+        let now = Date()
+        let caKey: P256.Signing.PrivateKey
+        if fm.fileExists(atPath: caPath), fm.fileExists(atPath: caKeyPath) {
+            caKey = try P256.Signing.PrivateKey(pemRepresentation: try String(contentsOfFile: caKeyPath, encoding: .utf8))
+        } else {
+            caKey = P256.Signing.PrivateKey()
+            let ca = try Certificate(
+                version: .v3, serialNumber: .init(), publicKey: .init(caKey.publicKey),
+                notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(10 * 365 * 86_400),
+                issuer: caName, subject: caName,
+                extensions: try Certificate.Extensions {
+                    Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
+                    Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+                },
+                issuerPrivateKey: .init(caKey)
+            )
+            try writePrivate(caKey.pemRepresentation, to: caKeyPath)
+            try ca.serializeAsPEM().pemString.write(toFile: caPath, atomically: true, encoding: .utf8)
+        }
+        let key = P256.Signing.PrivateKey()
+        let subject = try DistinguishedName {
+            OrganizationName("CODITECT licensed")
+            CommonName(commonName)
+        }
+        let certificate = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey),
+            notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(validity),
+            issuer: caName, subject: subject,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true))
+                try ExtendedKeyUsage([.clientAuth])
+            },
+            issuerPrivateKey: .init(caKey)
+        )
+        let files = ClientFiles(caCertificate: caPath, certificate: directory + "/\(commonName).pem", key: directory + "/\(commonName)-key.pem")
+        try writePrivate(key.pemRepresentation, to: files.key)
+        try certificate.serializeAsPEM().pemString.write(toFile: files.certificate, atomically: true, encoding: .utf8)
+        return files
+    }
+
     private static func ipv4Bytes(_ host: String) -> [UInt8]? {
         let parts = host.split(separator: ".")
         guard parts.count == 4 else { return nil }

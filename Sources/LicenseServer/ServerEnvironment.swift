@@ -35,6 +35,10 @@ public struct ServerEnvironment: Sendable {
         public var postgres: PostgresSettings?
         /// Apply Postgres migrations at start (otherwise an out-of-date schema stops the start).
         public var migrateOnStart = false
+        /// A PEM file of the CA that issues operators' TLS client certificates (mutual TLS). When
+        /// set, clients may present a certificate; one that verifies and whose common name is an
+        /// operator's user id signs that operator in with a credential-less `Hello`.
+        public var operatorClientCA: String?
         /// Identity providers whose ID tokens `Hello` accepts; none: API keys only.
         public var oidcIssuers: [OIDCIssuer] = []
         /// How identity providers' keys are fetched and cached.
@@ -119,6 +123,14 @@ public struct ServerEnvironment: Sendable {
         let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv12
+        if let operatorCA = settings.operatorClientCA {
+            do {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(operatorCA))
+            } catch {
+                throw LicenseError(.invalidArgument, .invalidRequest, "cannot read the operator client CA \(operatorCA) (PEM)")
+            }
+            tls.certificateVerification = .optionalVerification
+        }
 
         // Signing keys live in the repository, shared by every replica. A key file (given, or
         // generated in the data folder on first start) is imported when the repository does not

@@ -55,6 +55,12 @@ struct Connection: ParsableArguments {
     @Option(name: .customLong("id-token-file"), help: "A file holding an OIDC ID token (env LICENSECTL_ID_TOKEN holds the token itself).")
     var idTokenFile: String?
 
+    @Option(name: .customLong("client-cert"), help: "A TLS client certificate (PEM) that signs an operator in (mutual TLS); with --client-key.")
+    var clientCertificate: String?
+
+    @Option(name: .customLong("client-key"), help: "The client certificate's private key (PEM).")
+    var clientKey: String?
+
     @Option(help: "table (default) or json.")
     var output: OutputFormat = .table
 
@@ -62,7 +68,10 @@ struct Connection: ParsableArguments {
     func run(_ body: (LicenseConnection) async throws -> Void) async throws {
         do {
             let settings = try resolve()
-            let connection = try await LicenseConnection.connect(to: try LicenseServerEndpoint(parsing: settings.server, caFile: settings.ca))
+            var endpoint = try LicenseServerEndpoint(parsing: settings.server, caFile: settings.ca)
+            endpoint.clientCertificateFile = settings.clientCertificate
+            endpoint.clientKeyFile = settings.clientKey
+            let connection = try await LicenseConnection.connect(to: endpoint)
             do {
                 try await connection.hello(settings.credential, clientName: "licensectl")
                 try await body(connection)
@@ -92,6 +101,8 @@ struct Connection: ParsableArguments {
         var server: String
         var ca: String?
         var credential: LicenseCredential
+        var clientCertificate: String?
+        var clientKey: String?
     }
 
     /// Flags, then environment, then the profile.
@@ -101,6 +112,9 @@ struct Connection: ParsableArguments {
         let chosen = try store.profile(named: profile ?? env["LICENSECTL_PROFILE"])
         let server = server ?? env["LICENSECTL_SERVER"] ?? chosen?.server ?? "127.0.0.1:7443"
         let ca = ca ?? env["LICENSECTL_CA"] ?? chosen?.ca
+        let certificate = clientCertificate ?? chosen?.clientCertificate
+        let key = clientKey ?? chosen?.clientKey
+        guard (certificate == nil) == (key == nil) else { throw ProfileError(message: "give both --client-cert and --client-key, or neither") }
         let credential: LicenseCredential
         if let apiKeyFile {
             credential = .apiKey(try Self.secret(from: apiKeyFile, what: "API key"))
@@ -116,11 +130,13 @@ struct Connection: ParsableArguments {
             credential = .apiKey(try Self.secret(from: file, what: "API key"))
         } else if let file = chosen?.idTokenFile {
             credential = .idToken(try Self.secret(from: file, what: "ID token"))
+        } else if certificate != nil {
+            credential = .clientCertificate
         } else {
             throw LicenseCallError(code: .unauthenticated, reason: "CREDENTIAL_REQUIRED",
                                    message: "no credential: give --api-key-file, set LICENSECTL_API_KEY, or run `licensectl profile set`")
         }
-        return Resolved(server: server, ca: ca, credential: credential)
+        return Resolved(server: server, ca: ca, credential: credential, clientCertificate: certificate, clientKey: key)
     }
 
     static func secret(from path: String, what: String) throws -> String {

@@ -21,6 +21,8 @@ struct ProfileCommand: AsyncParsableCommand {
         @Option(name: .customLong("api-key-file"), help: "A file holding the API key (recommended).") var apiKeyFile: String?
         @Option(name: .customLong("api-key"), help: "The API key itself, stored in the config file (mode 0600).") var apiKey: String?
         @Option(name: .customLong("id-token-file"), help: "A file holding an OIDC ID token.") var idTokenFile: String?
+        @Option(name: .customLong("client-cert"), help: "An operator's TLS client certificate (PEM).") var clientCertificate: String?
+        @Option(name: .customLong("client-key"), help: "Its private key (PEM).") var clientKey: String?
 
         func run() async throws {
             let store = ProfileStore()
@@ -33,6 +35,11 @@ struct ProfileCommand: AsyncParsableCommand {
                     profile.apiKey = apiKey
                     profile.apiKeyFile = apiKeyFile.map(Self.absolute)
                     profile.idTokenFile = idTokenFile.map(Self.absolute)
+                }
+                if clientCertificate != nil || clientKey != nil {
+                    guard let clientCertificate, let clientKey else { throw ProfileError(message: "give both --client-cert and --client-key") }
+                    profile.clientCertificate = Self.absolute(clientCertificate)
+                    profile.clientKey = Self.absolute(clientKey)
                 }
                 document.profiles[name] = profile
                 if document.current == nil { document.current = name }
@@ -77,8 +84,18 @@ struct ProfileCommand: AsyncParsableCommand {
                 let document = try ProfileStore().load()
                 let rows = document.profiles.keys.sorted().map { name -> [String] in
                     let profile = document.profiles[name]!
-                    let credential = profile.apiKeyFile.map { "api key file \($0)" } ?? (profile.apiKey != nil ? "api key (stored)" : nil)
-                        ?? profile.idTokenFile.map { "id token file \($0)" } ?? "-"
+                    let credential: String
+                    if let file = profile.apiKeyFile {
+                        credential = "api key file \(file)"
+                    } else if profile.apiKey != nil {
+                        credential = "api key (stored)"
+                    } else if let file = profile.idTokenFile {
+                        credential = "id token file \(file)"
+                    } else if let file = profile.clientCertificate {
+                        credential = "client certificate \(file)"
+                    } else {
+                        credential = "-"
+                    }
                     return [document.current == name ? "*" : "", name, profile.server ?? "-", profile.ca ?? "-", credential]
                 }
                 print(Table.render(columns: ["", "name", "server", "ca", "credential"], rows: rows), terminator: "")

@@ -13,9 +13,13 @@ struct Profile: Codable, Equatable {
     var apiKey: String?
     var apiKeyFile: String?
     var idTokenFile: String?
+    /// A TLS client certificate and key (PEM) that sign an operator in.
+    var clientCertificate: String?
+    var clientKey: String?
 
     enum CodingKeys: String, CodingKey {
         case server, ca, apiKey = "api_key", apiKeyFile = "api_key_file", idTokenFile = "id_token_file"
+        case clientCertificate = "client_cert", clientKey = "client_key"
     }
 }
 

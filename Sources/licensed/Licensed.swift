@@ -41,7 +41,7 @@ struct Licensed: AsyncParsableCommand {
           licensed --firebase-project coditect-prod --oidc 'issuer=https://login.acme.com,audience=coditect-licensed'
 
         """,
-        subcommands: [Serve.self, Migrate.self],
+        subcommands: [Serve.self, Migrate.self, OperatorCertificate.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -77,7 +77,7 @@ struct CommonOptions: ParsableArguments {
             throw ValidationError("config file \(path) is not a JSON object")
         }
         let known: Set = ["listen", "data_dir", "tls_cert", "tls_key", "signing_key", "signing_alg", "max_frame_bytes", "log_level",
-                          "redis_url", "postgres_url", "migrate", "firebase_project", "oidc_issuers"]
+                          "redis_url", "postgres_url", "migrate", "firebase_project", "oidc_issuers", "operator_client_ca"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw ValidationError("config file \(path): unknown setting '\(unknown)'; known: \(known.sorted().joined(separator: ", "))")
         }
@@ -187,6 +187,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("firebase-project"), help: "Trust Google Identity Platform / Firebase ID tokens of this project id.")
     var firebaseProject: String?
 
+    @Option(name: .customLong("operator-client-ca"), help: "PEM CA of operators' TLS client certificates (mutual TLS); see `licensed operator-certificate`.")
+    var operatorClientCA: String?
+
     @Flag(help: "Apply Postgres migrations at start (otherwise an out-of-date schema stops the start).")
     var migrate = false
 
@@ -208,6 +211,7 @@ struct Serve: AsyncParsableCommand {
         }
         let migrateFlag = try common.resolve(migrate ? "true" : nil, env: "LICENSED_MIGRATE", file: "migrate", default: "false")!
         settings.migrateOnStart = ["1", "true", "yes"].contains(migrateFlag.lowercased())
+        settings.operatorClientCA = try common.resolve(operatorClientCA, env: "LICENSED_OPERATOR_CLIENT_CA", file: "operator_client_ca")
         let oidcSpecs = oidc.isEmpty
             ? (try common.resolve(nil, env: "LICENSED_OIDC", file: "oidc_issuers")?.split(separator: ";").map(String.init) ?? [])
             : oidc
@@ -269,6 +273,38 @@ struct Serve: AsyncParsableCommand {
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard !host.isEmpty else { throw ValidationError("--listen must name a host, e.g. 0.0.0.0:7443") }
         return (host, port)
+    }
+}
+
+struct OperatorCertificate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "operator-certificate",
+        abstract: "Issue a TLS client certificate that signs an operator in (mutual TLS).",
+        discussion: """
+        Creates (once) an operator CA in the folder and issues a certificate whose common name is the \
+        operator's user id. Start licensed with --operator-client-ca FOLDER/operator-ca.pem; then \
+        licensectl --client-cert FOLDER/ID.pem --client-key FOLDER/ID-key.pem signs in as that operator.
+
+        Example:
+          licensed operator-certificate usr_bootstrap --out ./operator-certs
+        """
+    )
+
+    @Argument(help: "The operator's user id (the certificate's common name).") var userID: String
+    @Option(help: "The folder for the operator CA and the certificate.") var out: String = "operator-certs"
+    @Option(help: "Validity in days.") var days: Int = 365
+
+    func run() async throws {
+        guard !userID.isEmpty, userID.allSatisfy({ $0.isLetter || $0.isNumber || "._:-".contains($0) }) else {
+            throw ValidationError("the user id may contain only letters, digits, '.', '_', ':' and '-'")
+        }
+        guard (1...3650).contains(days) else { throw ValidationError("--days must be from 1 to 3650") }
+        let files = try LocalCertificateAuthority.issueOperatorCertificate(commonName: userID, in: out, validity: TimeInterval(days) * 86_400)
+        print("""
+        operator CA:  \(files.caCertificate)   (licensed --operator-client-ca)
+        certificate:  \(files.certificate)
+        key:          \(files.key)   (keep it private)
+        """)
     }
 }
 

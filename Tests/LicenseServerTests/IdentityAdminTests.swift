@@ -3,6 +3,7 @@ import Foundation
 import LicenseClient
 import LicenseCore
 import LicenseIdentity
+import LicenseServer
 import LicenseTokens
 import LicenseWire
 import Synchronization
@@ -105,6 +106,48 @@ struct IdentityAdminTests {
             let connection = try await LicenseConnection.connect(to: server.endpoint)
             await expectCallError("UNSUPPORTED_CREDENTIAL", "no OIDC configured") { _ = try await connection.hello(.idToken("a.b.c")) }
             await connection.close()
+        }
+    }
+
+    @Test func aClientCertificateFromTheOperatorCASignsInAnOperator() async throws {
+        let dir = try makeTemporaryDirectory("mtls")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let operatorCert = try LocalCertificateAuthority.issueOperatorCertificate(commonName: "usr_bootstrap", in: dir + "/ops")
+        let strangerCert = try LocalCertificateAuthority.issueOperatorCertificate(commonName: "usr_nobody", in: dir + "/ops")
+        let foreignCert = try LocalCertificateAuthority.issueOperatorCertificate(commonName: "usr_bootstrap", in: dir + "/foreign")
+        try await TestServer.run(settings: { $0.operatorClientCA = operatorCert.caCertificate }) { server in
+            func connect(_ files: LocalCertificateAuthority.ClientFiles?) async throws -> LicenseConnection {
+                var endpoint = server.endpoint
+                endpoint.clientCertificateFile = files?.certificate
+                endpoint.clientKeyFile = files?.key
+                return try await LicenseConnection.connect(to: endpoint)
+            }
+            let op = try await connect(operatorCert)
+            let hello = try await op.hello(.clientCertificate)
+            #expect(hello.principal == "usr_bootstrap" && hello.roles == ["operator"])
+            _ = try await op.call(.createTenant(.with { $0.id = "acme"; $0.name = "Acme" }))
+            // A tenant user's id in a certificate is not enough: only operators sign in this way.
+            let user = try await op.call(.createUser(.with { $0.tenantID = "acme"; $0.name = "u" })).user
+            let userCert = try LocalCertificateAuthority.issueOperatorCertificate(commonName: user.userID, in: dir + "/ops")
+            for files in [strangerCert, userCert] {
+                let connection = try await connect(files)
+                await expectCallError("INVALID_CREDENTIAL", "certificate for \(files.certificate)") { _ = try await connection.hello(.clientCertificate) }
+                await connection.close()
+            }
+            // No certificate: a Hello without a credential is refused; API keys still work.
+            let plain = try await connect(nil)
+            await expectCallError("CREDENTIAL_REQUIRED", "no certificate") { _ = try await plain.hello(.clientCertificate) }
+            #expect(try await plain.hello(apiKey: TestServer.bootstrapKey).principal == "usr_bootstrap")
+            await plain.close()
+            // A certificate from another CA fails the TLS handshake.
+            do {
+                let foreign = try await connect(foreignCert)
+                _ = try await foreign.hello(.clientCertificate)
+                Issue.record("a foreign client certificate was accepted")
+            } catch {}
+            let audit = try await op.call(.queryAudit(.with { $0.action = "hello" })).auditEvents.events
+            #expect(audit.contains { $0.target == "client_certificate from 127.0.0.1" && $0.outcome == "INVALID_CREDENTIAL" })
+            await op.close()
         }
     }
 
