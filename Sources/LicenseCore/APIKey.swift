@@ -113,7 +113,13 @@ public struct Authenticator: Sendable {
             role: .tenantUser, createdAt: now, email: email, identity: identity.account
         )
         let audit = AuditEvent(at: now, tenantID: tenant.id, actor: user.id, action: "user.provision", target: user.id.rawValue)
-        try await backend { try await repository.createUser(user, apiKey: nil, audit: audit) }
+        do {
+            try await backend { try await repository.createUser(user, apiKey: nil, audit: audit) }
+        } catch let error as LicenseError where error.code == .alreadyExists {
+            // A concurrent first sign-in of the same account created the user first: use it.
+            guard let existing = try await backend({ try await repository.user(identity: identity.account) }) else { throw error }
+            return try await check(existing)
+        }
         return user.principal
     }
 

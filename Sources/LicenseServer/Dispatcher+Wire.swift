@@ -145,7 +145,7 @@ extension CreateLicenseCommand {
 }
 
 extension UpdateLicenseCommand {
-    init(_ request: Coditect_License_V1_UpdateLicenseRequest) throws {
+    init(_ request: Coditect_License_V1_UpdateLicenseRequest) {
         func bound(_ has: Bool, _ value: UInt64) -> Bound {
             guard has else { return .unchanged }
             return Timestamp(wire: value).map(Bound.set) ?? .cleared

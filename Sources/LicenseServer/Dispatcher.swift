@@ -154,7 +154,7 @@ public struct Dispatcher: Sendable {
         case .getLicense(let request):
             frame.license = .init(try await service.showLicense(request.licenseID, by: principal))
         case .updateLicense(let request):
-            frame.license = .init(try await service.updateLicense(try .init(request), by: principal))
+            frame.license = .init(try await service.updateLicense(.init(request), by: principal))
         case .listLicenses(let request):
             var list = Coditect_License_V1_LicenseList()
             list.licenses = try await service.listLicenses(tenant: request.tenantID, by: principal).map(Coditect_License_V1_License.init)
