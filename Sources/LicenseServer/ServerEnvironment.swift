@@ -26,6 +26,9 @@ public struct ServerEnvironment: Sendable {
         /// A PEM private key file; when nil, `DATA/keys/lease-signing-<alg>.pem` is generated and used.
         public var signingKeyFile: String?
         public var signingAlgorithm: LeaseTokenAlgorithm = .edDSA
+        /// Whether `signingAlgorithm` was asked for (not the default): a repository whose key has
+        /// another algorithm is then reported.
+        public var signingAlgorithmRequested = false
         public var issuer: String = "coditect-licensed"
         /// Used as the bootstrap operator's API key on first start instead of a generated one.
         public var bootstrapAPIKey: String?
@@ -133,34 +136,42 @@ public struct ServerEnvironment: Sendable {
         }
 
         // Signing keys live in the repository, shared by every replica. A key file (given, or
-        // generated in the data folder on first start) is imported when the repository does not
-        // hold it yet; importing a new file rotates to it.
-        let fileKey: SigningKey
+        // generated in the data folder when the repository holds no key yet) is imported when
+        // the repository does not hold it; importing a new file rotates to it.
+        var stored = try await repository.signingKeys()
+        var fileKey: SigningKey?
         if let file = settings.signingKeyFile {
             fileKey = try SigningKey(pem: try String(contentsOfFile: file, encoding: .utf8), algorithm: settings.signingAlgorithm)
-        } else {
+        } else if stored.isEmpty {
             let path = data + "/keys/lease-signing-\(settings.signingAlgorithm.rawValue.lowercased()).pem"
             if fm.fileExists(atPath: path) {
                 fileKey = try SigningKey(pem: try String(contentsOfFile: path, encoding: .utf8), algorithm: settings.signingAlgorithm)
             } else {
                 try fm.createDirectory(atPath: data + "/keys", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-                fileKey = try SigningKey.generate(settings.signingAlgorithm)
-                try writePrivate(fileKey.pemRepresentation, to: path)
+                let generated = try SigningKey.generate(settings.signingAlgorithm)
+                try writePrivate(generated.pemRepresentation, to: path)
+                fileKey = generated
             }
         }
-        let keyRing = KeyRing(issuer: settings.issuer, current: fileKey)
-        var stored = try await repository.signingKeys()
-        let importFile = stored.isEmpty || (settings.signingKeyFile != nil && !stored.contains { $0.keyID == fileKey.keyID })
-        if importFile {
+        if let fileKey, !stored.contains(where: { $0.keyID == fileKey.keyID }) {
             let now = clock.now()
             try await repository.rotateSigningKey(
                 to: SigningKey.stored(fileKey, at: now), publishRetiredUntil: now.advanced(by: LicenseService.maxOfflineGrace + .seconds(120)),
                 audit: AuditEvent(at: now, tenantID: nil, actor: nil, action: "signing_key.import", target: fileKey.keyID)
             )
             stored = try await repository.signingKeys()
-        } else if settings.signingKeyFile != nil, stored.first(where: { $0.keyID == fileKey.keyID })?.retiredAt != nil {
+        } else if let fileKey, stored.first(where: { $0.keyID == fileKey.keyID })?.retiredAt != nil {
             logger.warning("the --signing-key file holds a retired key; signing with the repository's current key", metadata: ["kid": "\(fileKey.keyID)"])
         }
+        guard let current = stored.first(where: { $0.retiredAt == nil }), let algorithm = LeaseTokenAlgorithm(rawValue: current.algorithm) else {
+            throw LicenseError(.internal, .internalError, "the repository holds no signing key")
+        }
+        if settings.signingKeyFile == nil, settings.signingAlgorithmRequested, algorithm != settings.signingAlgorithm {
+            logger.warning(
+                "the repository's signing key is \(algorithm); --signing-alg applies only to a new repository: run `licensectl signing-key rotate --algorithm \(settings.signingAlgorithm)`"
+            )
+        }
+        let keyRing = KeyRing(issuer: settings.issuer, current: try SigningKey(pem: current.privateKeyPEM, algorithm: algorithm))
         try keyRing.load(stored, now: clock.now())
 
         // Seats

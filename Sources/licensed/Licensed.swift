@@ -201,7 +201,9 @@ struct Serve: AsyncParsableCommand {
         settings.tlsCertificate = try common.resolve(tlsCert, env: "LICENSED_TLS_CERT", file: "tls_cert")
         settings.tlsKey = try common.resolve(tlsKey, env: "LICENSED_TLS_KEY", file: "tls_key")
         settings.signingKeyFile = try common.resolve(signingKey, env: "LICENSED_SIGNING_KEY", file: "signing_key")
-        let alg = try common.resolve(signingAlg, env: "LICENSED_SIGNING_ALG", file: "signing_alg", default: "EdDSA")!
+        let requestedAlg = try common.resolve(signingAlg, env: "LICENSED_SIGNING_ALG", file: "signing_alg")
+        settings.signingAlgorithmRequested = requestedAlg != nil
+        let alg = requestedAlg ?? "EdDSA"
         guard let algorithm = LeaseTokenAlgorithm(rawValue: alg) else {
             throw ValidationError("--signing-alg must be EdDSA, RS256 or PS256")
         }
