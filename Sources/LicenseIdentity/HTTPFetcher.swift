@@ -48,7 +48,10 @@ public struct NIOHTTPFetcher: HTTPFetching {
         let url = try HTTPURL(text, purpose: "the URL")
         let context = url.secure ? try NIOSSLContext(configuration: tls) : nil
         let limit = maxBodyBytes
-        return try await withDeadline(timeout) { [group] in
+        let timedOut = { @Sendable in
+            LicenseError(.unavailable, .identityProviderUnavailable, "the identity provider did not answer within \(timeout)") as any Error
+        }
+        return try await withDeadline(timeout, orThrow: timedOut) { [group] in
             let channel = try await ClientBootstrap(group: group)
                 .connectTimeout(.seconds(5))
                 .connect(host: url.host, port: url.port) { channel in
@@ -90,21 +93,5 @@ public struct NIOHTTPFetcher: HTTPFetching {
                 throw LicenseError(.unavailable, .identityProviderUnavailable, "\(url.host) closed the connection before the response ended")
             }
         }
-    }
-}
-
-/// Runs `body`, failing with UNAVAILABLE once `limit` has passed.
-func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else {
-            throw LicenseError(.unavailable, .identityProviderUnavailable, "the identity provider did not answer within \(limit)")
-        }
-        return value
     }
 }

@@ -72,20 +72,9 @@ extension PostgresConnection {
     }
 }
 
-/// Runs `body`, failing with UNAVAILABLE when it takes longer than `limit`.
+/// Runs `body`, failing with `PostgresTimeout` when it takes longer than `limit`.
 func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else {
-            throw PostgresTimeout()
-        }
-        return value
-    }
+    try await LicenseCore.withDeadline(limit, orThrow: { PostgresTimeout() }, body)
 }
 
 /// A repository call did not finish within its deadline.

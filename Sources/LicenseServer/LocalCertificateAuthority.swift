@@ -30,20 +30,8 @@ public enum LocalCertificateAuthority {
 
         let now = Date()
         let caKey = P256.Signing.PrivateKey()
-        let caName = try DistinguishedName {
-            OrganizationName("CODITECT licensed")
-            CommonName("CODITECT licensed local CA")
-        }
-        let ca = try Certificate(
-            version: .v3, serialNumber: .init(), publicKey: .init(caKey.publicKey),
-            notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(10 * 365 * 86_400),
-            issuer: caName, subject: caName,
-            extensions: try Certificate.Extensions {
-                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
-                Critical(KeyUsage(keyCertSign: true, cRLSign: true))
-            },
-            issuerPrivateKey: .init(caKey)
-        )
+        let caName = try authorityName("CODITECT licensed local CA")
+        let ca = try authority(name: caName, key: caKey, now: now)
 
         let serverKey = P256.Signing.PrivateKey()
         var names: [GeneralName] = [.dnsName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1])),
@@ -91,26 +79,14 @@ public enum LocalCertificateAuthority {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let caPath = directory + "/operator-ca.pem", caKeyPath = directory + "/operator-ca-key.pem"
-        let caName = try DistinguishedName {
-            OrganizationName("CODITECT licensed")
-            CommonName("CODITECT licensed operator CA")
-        }
+        let caName = try authorityName("CODITECT licensed operator CA")
         let now = Date()
         let caKey: P256.Signing.PrivateKey
         if fm.fileExists(atPath: caPath), fm.fileExists(atPath: caKeyPath) {
             caKey = try P256.Signing.PrivateKey(pemRepresentation: try String(contentsOfFile: caKeyPath, encoding: .utf8))
         } else {
             caKey = P256.Signing.PrivateKey()
-            let ca = try Certificate(
-                version: .v3, serialNumber: .init(), publicKey: .init(caKey.publicKey),
-                notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(10 * 365 * 86_400),
-                issuer: caName, subject: caName,
-                extensions: try Certificate.Extensions {
-                    Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
-                    Critical(KeyUsage(keyCertSign: true, cRLSign: true))
-                },
-                issuerPrivateKey: .init(caKey)
-            )
+            let ca = try authority(name: caName, key: caKey, now: now)
             try writePrivate(caKey.pemRepresentation, to: caKeyPath)
             try ca.serializeAsPEM().pemString.write(toFile: caPath, atomically: true, encoding: .utf8)
         }
@@ -134,6 +110,27 @@ public enum LocalCertificateAuthority {
         try writePrivate(key.pemRepresentation, to: files.key)
         try certificate.serializeAsPEM().pemString.write(toFile: files.certificate, atomically: true, encoding: .utf8)
         return files
+    }
+
+    private static func authorityName(_ commonName: String) throws -> DistinguishedName {
+        try DistinguishedName {
+            OrganizationName("CODITECT licensed")
+            CommonName(commonName)
+        }
+    }
+
+    /// A self-signed CA certificate, valid for ten years, that may sign only end-entity certificates.
+    private static func authority(name: DistinguishedName, key: P256.Signing.PrivateKey, now: Date) throws -> Certificate {
+        try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey),
+            notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(10 * 365 * 86_400),
+            issuer: name, subject: name,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
+                Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+            },
+            issuerPrivateKey: .init(key)
+        )
     }
 
     private static func ipv4Bytes(_ host: String) -> [UInt8]? {

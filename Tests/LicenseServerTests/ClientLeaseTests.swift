@@ -103,7 +103,7 @@ struct ClientLeaseTests {
             let third = try driver.client([server.endpoint], key: keys[2], state: nil, hardwareID: "m3")
             // A retry would sleep on the manual clock, which nobody advances: this would hang.
             do {
-                try await third.withLease(licenseID: "acme-pro") { _ in Issue.record("the body must not run") }
+                _ = try await third.withLease(licenseID: "acme-pro") { _ in Issue.record("the body must not run") }
                 Issue.record("expected NO_SEATS")
             } catch let error as LicenseCallError {
                 #expect(error.isNoSeats)
