@@ -203,16 +203,7 @@ extension ClientFrame {
 
 /// Runs `body`, failing the test if it takes longer than `limit` (guards tests against hangs).
 func within<T: Sendable>(_ limit: Duration = .seconds(30), _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else {
-            throw LicenseCallError(code: .deadlineExceeded, reason: "TEST_TIMEOUT", message: "the test step took longer than \(limit)")
-        }
-        return value
-    }
+    try await withDeadline(limit, orThrow: {
+        LicenseCallError(code: .deadlineExceeded, reason: "TEST_TIMEOUT", message: "the test step took longer than \(limit)")
+    }, body)
 }
