@@ -41,7 +41,27 @@ public struct Authenticator: Sendable {
         let user = try await backend { try await repository.user(apiKeyHash: APIKey.hash(apiKey)) }
         guard let user, !user.disabled else { throw rejected }
         try await requireActiveTenant(of: user, rejected: rejected)
-        return user.principal
+        var principal = user.principal
+        principal.apiKeyHash = APIKey.hash(apiKey)
+        return principal
+    }
+
+    /// Checks again that a connection's principal may still act: its API key is not revoked, its
+    /// user is not disabled, its tenant is not suspended, and its ID token has not expired (with
+    /// 60 s of skew). Throws the refusal; a backend failure is thrown as UNAVAILABLE.
+    public func recheck(_ principal: Principal) async throws {
+        if let expiresAt = principal.expiresAt, clock.now() >= expiresAt.advanced(by: .seconds(60)) {
+            throw LicenseError(.unauthenticated, .tokenExpired, "the ID token this connection signed in with has expired; send Hello with a fresh one")
+        }
+        let lapsed = LicenseError(.unauthenticated, .invalidCredential, "the credential this connection signed in with was revoked or its user disabled")
+        let user: User?
+        if let hash = principal.apiKeyHash {
+            user = try await backend { try await repository.user(apiKeyHash: hash) }
+        } else {
+            user = try await backend { try await repository.user(principal.userID) }
+        }
+        guard let user, user.id == principal.userID, !user.disabled else { throw lapsed }
+        try await requireActiveTenant(of: user, rejected: lapsed)
     }
 
     /// Authenticates a platform operator by the common name of a TLS client certificate that the
@@ -79,7 +99,9 @@ public struct Authenticator: Sendable {
             guard !user.disabled, user.tenantID != nil else { throw LicenseError(.unauthenticated, .invalidCredential, "the credential was not accepted") }
             if let mappedTenant, user.tenantID != mappedTenant.id { throw refused }
             try await requireActiveTenant(of: user, rejected: refused)
-            return user.principal
+            var principal = user.principal
+            principal.expiresAt = identity.expiresAt
+            return principal
         }
         if let user = try await backend({ try await repository.user(identity: identity.account) }) {
             return try await check(user)
@@ -120,7 +142,9 @@ public struct Authenticator: Sendable {
             guard let existing = try await backend({ try await repository.user(identity: identity.account) }) else { throw error }
             return try await check(existing)
         }
-        return user.principal
+        var principal = user.principal
+        principal.expiresAt = identity.expiresAt
+        return principal
     }
 
     private func requireActiveTenant(of user: User, rejected: LicenseError) async throws {

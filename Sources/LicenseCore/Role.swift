@@ -33,12 +33,19 @@ public struct Principal: Hashable, Sendable {
     public var role: Role
     /// A display name for audit and listings.
     public var name: String
+    /// The hash of the API key this principal signed in with, so the connection can be checked
+    /// again later (never the key itself).
+    public var apiKeyHash: String?
+    /// When the ID token this principal signed in with expires.
+    public var expiresAt: Timestamp?
 
-    public init(userID: UserID, tenantID: TenantID?, role: Role, name: String) {
+    public init(userID: UserID, tenantID: TenantID?, role: Role, name: String, apiKeyHash: String? = nil, expiresAt: Timestamp? = nil) {
         self.userID = userID
         self.tenantID = tenantID
         self.role = role
         self.name = name
+        self.apiKeyHash = apiKeyHash
+        self.expiresAt = expiresAt
     }
 
     /// Whether this principal may see and use entities of `tenant`.

@@ -74,6 +74,13 @@ public struct ConnectionStateMachine: Sendable {
         if case .authenticating = state { state = .ready(principal) }
     }
 
+    /// The credential `principal` signed in with no longer holds (a revoked key, a disabled user,
+    /// an expired ID token): the connection is unauthenticated again until the next `Hello`.
+    /// Nothing changes if another `Hello` has replaced that principal meanwhile.
+    public mutating func credentialLapsed(_ principal: Principal) {
+        if case .ready(let current) = state, current == principal { state = .awaitingHello }
+    }
+
     /// The `Hello` credential was refused: the connection is unauthenticated again.
     public mutating func helloFailed() {
         if case .authenticating = state { state = .awaitingHello }

@@ -77,6 +77,21 @@ public struct Dispatcher: Sendable {
         }
     }
 
+    /// Checks again that `principal` may still act (see `Authenticator.recheck`). Returns the
+    /// refusal to answer with, or `nil`; a backend outage keeps the principal (the call itself
+    /// will then fail or succeed on its own).
+    public func recheck(_ principal: Principal) async -> LicenseError? {
+        do {
+            try await authenticator.recheck(principal)
+            return nil
+        } catch let error as LicenseError where error.reason != .backendUnavailable {
+            await audit(AuditEvent(at: service.clock.now(), tenantID: principal.tenantID, actor: principal.userID, action: "credential.lapsed", target: principal.userID.rawValue, outcome: error.reason.rawValue))
+            return error
+        } catch {
+            return nil
+        }
+    }
+
     /// Runs one authenticated call.
     public func handle(_ request: ClientFrame, as principal: Principal) async -> ServerFrame {
         let call = Self.name(of: request.call)

@@ -90,6 +90,7 @@ public final class LicenseServer: Service {
         let drainTimeout = configuration.drainTimeout
         let reconnectAfter = configuration.reconnectAfter
         let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+        let recheck = CredentialRecheck(interval: configuration.credentialRecheckInterval)
 
         do {
             try await connection.executeThenClose { inbound, outbound in
@@ -120,7 +121,7 @@ public final class LicenseServer: Service {
                                     if machine.withLock({ $0.fatal() }) == .close { answer.finish() }
                                     return
                                 case .frame(let body):
-                                    await self.handleFrame(body, connectionID: connectionID, peer: peer, channel: channel, machine: machine, limiter: limiter, answer: answer, group: &group, dispatcher: dispatcher)
+                                    await self.handleFrame(body, connectionID: connectionID, peer: peer, channel: channel, recheck: recheck, machine: machine, limiter: limiter, answer: answer, group: &group, dispatcher: dispatcher)
                                 }
                             }
                         } catch {
@@ -145,7 +146,7 @@ public final class LicenseServer: Service {
     }
 
     private func handleFrame(
-        _ body: ByteBuffer, connectionID: UInt64, peer: String, channel: any Channel, machine: LockedStateMachine, limiter: InFlightLimiter,
+        _ body: ByteBuffer, connectionID: UInt64, peer: String, channel: any Channel, recheck: CredentialRecheck, machine: LockedStateMachine, limiter: InFlightLimiter,
         answer: AsyncStream<ServerFrame>.Continuation, group: inout DiscardingTaskGroup, dispatcher: Dispatcher
     ) async {
         let request: ClientFrame
@@ -175,10 +176,17 @@ public final class LicenseServer: Service {
             machine.withLock { state in
                 if let principal { state.helloSucceeded(principal) } else { state.helloFailed() }
             }
+            if principal != nil { recheck.signedIn(at: dispatcher.service.clock.now()) }
             answer.yield(frame)
         case .dispatch(let principal):
             let notices = sessionNotices
             group.addTask {
+                if recheck.claimDue(at: dispatcher.service.clock.now()), let refusal = await dispatcher.recheck(principal) {
+                    // The credential lapsed while the connection was open: unauthenticated until a new Hello.
+                    machine.withLock { $0.credentialLapsed(principal) }
+                    answer.yield(.failure(id: request.id, refusal))
+                    return
+                }
                 let frame = await dispatcher.handle(request, as: principal)
                 notices.answered(request, with: frame, on: connectionID, notices: answer)
                 answer.yield(frame)

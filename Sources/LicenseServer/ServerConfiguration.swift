@@ -25,6 +25,9 @@ public struct ServerConfiguration: Sendable {
     public var drainTimeout: Duration = .seconds(10)
     /// How long after the going-away notice clients should wait before reconnecting. Default 1 s.
     public var reconnectAfter: Duration = .seconds(1)
+    /// How often an open connection's credential is checked again (revoked key, disabled user,
+    /// suspended tenant, expired ID token), at its next call after this much server time.
+    public var credentialRecheckInterval: Duration = .seconds(60)
 
     public init(tls: TLSConfiguration) {
         self.tls = tls

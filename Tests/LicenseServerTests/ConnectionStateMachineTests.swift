@@ -34,6 +34,23 @@ struct ConnectionStateMachineTests {
         #expect(machine.inFlight == 0)
     }
 
+    @Test func aLapsedCredentialNeedsANewHello() {
+        var machine = ConnectionStateMachine()
+        _ = machine.requestReceived(isHello: true)
+        machine.helloSucceeded(alice)
+        let bob = Principal(userID: "usr-b", tenantID: "acme", role: .tenantUser, name: "bob")
+        machine.credentialLapsed(bob)
+        #expect(machine.state == .ready(alice), "a lapse of a principal the connection no longer holds changes nothing")
+        machine.credentialLapsed(alice)
+        #expect(machine.state == .awaitingHello)
+        guard case .reject(let error) = machine.requestReceived(isHello: false) else {
+            Issue.record("a call after the credential lapsed must be rejected")
+            return
+        }
+        #expect(error.reason == .helloRequired)
+        #expect(machine.requestReceived(isHello: true) == .authenticate)
+    }
+
     @Test func aLaterHelloRefreshesTheCredential() {
         var machine = ConnectionStateMachine()
         _ = machine.requestReceived(isHello: true)

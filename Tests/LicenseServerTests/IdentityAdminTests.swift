@@ -86,10 +86,27 @@ struct IdentityAdminTests {
                 await expectCallError("FORBIDDEN", "an admin setting domains") {
                     _ = try await adminConnection.call(.updateTenant(.with { $0.tenantID = "acme"; $0.replaceEmailDomains = true; $0.emailDomains = ["gmail.com"] }))
                 }
+                // An ID token's expiry is enforced on the open connection; a fresh token signs in again.
+                var shortLived = provider.claims(subject: "google-6", audience: Self.audience, now: server.clock.now(), email: "erin@acme.com", lifetime: 120)
+                shortLived["firebase"] = ["tenant": "gip-acme"]
+                let erinAgain = try await LicenseConnection.connect(to: server.endpoint)
+                _ = try await erinAgain.hello(.idToken(try provider.token(shortLived, kid: "k1")))
+                server.clock.advance(by: .seconds(61))
+                _ = try await erinAgain.call(.licenseStatus(.init()))
+                server.clock.advance(by: .seconds(121))
+                await expectCallError("TOKEN_EXPIRED", "a call after the ID token expired") { _ = try await erinAgain.call(.licenseStatus(.init())) }
+                shortLived["iat"] = server.clock.now().secondsSinceEpoch
+                shortLived["exp"] = server.clock.now().secondsSinceEpoch + 3600
+                _ = try await erinAgain.hello(.idToken(try provider.token(shortLived, kid: "k1")))
+                _ = try await erinAgain.call(.licenseStatus(.init()))
+                await erinAgain.close()
                 // Disabling alice revokes her session (she is told at once) and stops her sign-ins.
                 let disabled = try await adminConnection.call(.setUserDisabled(.with { $0.userID = aliceHello.principal; $0.disabled = true })).setUserDisabled
                 #expect(disabled.user.disabled && disabled.revokedSessionIds == [lease.sessionID])
-                await expectCallError("SESSION_REVOKED", "alice's heartbeat") { _ = try await alice.heartbeat(sessionID: lease.sessionID) }
+                // Her open connection is due for a credential check (time has passed): it finds her disabled.
+                await expectCallError("INVALID_CREDENTIAL", "alice's heartbeat") { _ = try await alice.heartbeat(sessionID: lease.sessionID) }
+                let ended = try await op.call(.listSessions(.with { $0.userID = aliceHello.principal; $0.includeEnded = true })).sessions.sessions
+                #expect(ended.map(\.endReason) == ["revoked"])
                 await alice.close()
                 await expectCallError("INVALID_CREDENTIAL", "a disabled user") { _ = try await signIn("google-1", email: "alice@acme.com") }
                 // Refused sign-ins are audited with the client's address and the reason.
@@ -147,6 +164,38 @@ struct IdentityAdminTests {
             } catch {}
             let audit = try await op.call(.queryAudit(.with { $0.action = "hello" })).auditEvents.events
             #expect(audit.contains { $0.target == "client_certificate from 127.0.0.1" && $0.outcome == "INVALID_CREDENTIAL" })
+            await op.close()
+        }
+    }
+
+    @Test func anOpenConnectionLosesARevokedKeyOrDisabledUserAtItsNextCheck() async throws {
+        try await TestServer.run { server in
+            let keys = try await server.setUpLicense(seats: 5, users: 2)
+            let op = try await server.connect()
+            let alice = try await server.connect(apiKey: keys[0])
+            let aliceID = try await alice.hello(apiKey: keys[0]).principal
+            _ = try await alice.acquire(licenseID: "acme-pro", hardwareID: "alice-laptop")
+            let aliceKeys = try await op.call(.listApiKeys(.with { $0.userID = aliceID })).apiKeys.keys
+            _ = try await op.call(.revokeApiKey(.with { $0.keyID = aliceKeys[0].keyID }))
+            let replacement = try await op.call(.createApiKey(.with { $0.userID = aliceID })).apiKeyCreated.apiKey
+            // Within the recheck interval the open connection still works (one check a minute at most)...
+            _ = try await alice.call(.licenseStatus(.init()))
+            // ...after it, the next call finds the key revoked, and the connection needs a new Hello.
+            server.clock.advance(by: .seconds(61))
+            await expectCallError("INVALID_CREDENTIAL", "a call on a revoked key") { _ = try await alice.call(.licenseStatus(.init())) }
+            await expectCallError("HELLO_REQUIRED", "the next call") { _ = try await alice.call(.licenseStatus(.init())) }
+            #expect(try await alice.hello(apiKey: replacement).principal == aliceID)
+            _ = try await alice.call(.licenseStatus(.init()))
+
+            let bob = try await server.connect(apiKey: keys[1])
+            let bobID = try await bob.hello(apiKey: keys[1]).principal
+            _ = try await op.call(.setUserDisabled(.with { $0.userID = bobID; $0.disabled = true }))
+            server.clock.advance(by: .seconds(61))
+            await expectCallError("INVALID_CREDENTIAL", "a disabled user's open connection") { _ = try await bob.acquire(licenseID: "acme-pro", hardwareID: "bob-pc") }
+            let lapses = try await op.call(.queryAudit(.with { $0.action = "credential.lapsed" })).auditEvents.events
+            #expect(Set(lapses.map(\.actor)) == [aliceID, bobID])
+            await alice.close()
+            await bob.close()
             await op.close()
         }
     }
