@@ -43,6 +43,23 @@ struct PostgresRepositoryTests {
             #expect(try await acme.sessions(license: "globex-pro", includeEnded: true).isEmpty)
             #expect(try await acme.user("usr-globex") == nil)
             #expect(try await acme.auditEvents(AuditQuery(limit: 100)).allSatisfy { $0.tenantID == "acme" })
+            #expect(try await acme.users(tenant: nil).map(\.id).allSatisfy { $0 != "usr-globex" })
+            #expect(try await acme.apiKeys(user: nil, tenant: nil).allSatisfy { $0.tenantID == "acme" })
+            var globex = try #require(try await root.tenant("globex"))
+            globex.emailDomains = ["globex.com"]
+            try await root.updateTenant(globex, audit: audit("tenant.update", "globex", tenant: "globex"))
+            #expect(try await root.tenants(emailDomain: "globex.com").map(\.id) == ["globex"])
+            #expect(try await acme.tenants(emailDomain: "globex.com").isEmpty)
+            // Signing keys are the daemon's alone: a tenant-scoped statement sees none and cannot add one.
+            try await root.rotateSigningKey(to: StoredSigningKey(keyID: "k1", algorithm: "EdDSA", privateKeyPEM: "pem", createdAt: t0),
+                                            publishRetiredUntil: t0, audit: audit("signing_key.import", "k1", tenant: nil))
+            #expect(try await root.signingKeys().count == 1)
+            #expect(try await acme.signingKeys().isEmpty)
+            await #expect(throws: LicenseError.self) {
+                try await acme.rotateSigningKey(to: StoredSigningKey(keyID: "k2", algorithm: "EdDSA", privateKeyPEM: "evil", createdAt: t0),
+                                                publishRetiredUntil: t0, audit: audit("signing_key.rotate", "k2", tenant: "acme"))
+            }
+            #expect(try await root.signingKeys().map(\.keyID) == ["k1"])
             // Writes: ending or moving globex's session changes nothing; inserting into globex is refused.
             #expect(try await !acme.endSession("ses-globex", at: t0, reason: .revoked, audit: audit("session.revoke", "ses-globex", tenant: "acme")))
             try await acme.updateLease(session: "ses-globex", expiresAt: t0)
