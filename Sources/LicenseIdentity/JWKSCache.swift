@@ -38,8 +38,6 @@ actor JWKSCache {
     private var lastAttemptFailed = false
     private var fetching = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
-    /// How many fetches were made (for tests and metrics).
-    private(set) var fetchCount = 0
 
     init(issuer: OIDCIssuer, fetcher: any HTTPFetching, clock: any WallClock, policy: JWKSCachePolicy, logger: Logger) {
         self.issuer = issuer
@@ -92,7 +90,6 @@ actor JWKSCache {
             for waiter in waiting { waiter.resume() }
         }
         lastAttempt = clock.now()
-        fetchCount += 1
         do {
             let url = try await jwksURL()
             let response = try await fetcher.get(url, timeout: policy.fetchTimeout)

@@ -35,11 +35,6 @@ public struct OIDCTokenVerifier: IDTokenVerifying {
         self.refusedTypes = Set(refusedTypes.map { $0.lowercased() })
     }
 
-    /// How many times the issuer's keys were fetched (for tests).
-    public func fetchCount(issuer: String) async -> Int {
-        await issuers[issuer]?.1.fetchCount ?? 0
-    }
-
     public func verify(_ token: String) async throws -> VerifiedIdentity {
         func refuse(_ why: String) -> LicenseError {
             LicenseError(.unauthenticated, .invalidCredential, "the ID token was not accepted: \(why)")
