@@ -38,11 +38,12 @@ public struct Authenticator: Sendable {
     public func authenticate(apiKey: String) async throws -> Principal {
         let rejected = LicenseError(.unauthenticated, .invalidCredential, "the credential was not accepted")
         guard APIKey.isWellFormed(apiKey) else { throw rejected }
-        let user = try await backend { try await repository.user(apiKeyHash: APIKey.hash(apiKey)) }
+        let hash = APIKey.hash(apiKey)
+        let user = try await backend { try await repository.user(apiKeyHash: hash) }
         guard let user, !user.disabled else { throw rejected }
         try await requireActiveTenant(of: user, rejected: rejected)
         var principal = user.principal
-        principal.apiKeyHash = APIKey.hash(apiKey)
+        principal.apiKeyHash = hash
         return principal
     }
 
