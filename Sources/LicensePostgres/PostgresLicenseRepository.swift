@@ -271,6 +271,8 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
             guard !changed.isEmpty else { throw LicenseError(.notFound, .licenseUnknown, "license not found") }
             try await Self.insertAudit(audit, connection, logger)
         }
+        // This daemon reads its own change at once; other replicas drop their copies on the NOTIFY.
+        core.cache.invalidate(license.id)
     }
 
     // MARK: Users and API keys
