@@ -70,9 +70,7 @@ public struct Dispatcher: Sendable {
             return (frame, principal)
         } catch {
             let licenseError = Self.licenseError(error, call: "hello", logger: logger)
-            if licenseError.reason != .backendUnavailable {
-                await audit(AuditEvent(at: service.clock.now(), tenantID: nil, actor: nil, action: "hello", target: "\(kind) from \(peer)", outcome: licenseError.reason.rawValue))
-            }
+            await auditRefusal(licenseError, tenant: nil, actor: nil, action: "hello", target: "\(kind) from \(peer)")
             return (failure(id: id, call: "hello", licenseError), nil)
         }
     }
@@ -85,7 +83,7 @@ public struct Dispatcher: Sendable {
             try await authenticator.recheck(principal)
             return nil
         } catch let error as LicenseError where error.reason != .backendUnavailable {
-            await audit(AuditEvent(at: service.clock.now(), tenantID: principal.tenantID, actor: principal.userID, action: "credential.lapsed", target: principal.userID.rawValue, outcome: error.reason.rawValue))
+            await auditRefusal(error, tenant: principal.tenantID, actor: principal.userID, action: "credential.lapsed", target: principal.userID.rawValue)
             return error
         } catch {
             return nil
@@ -105,14 +103,7 @@ public struct Dispatcher: Sendable {
             return frame
         } catch {
             let licenseError = Self.licenseError(error, call: call, logger: logger)
-            // A backend outage is not a refusal by policy, and the audit write would wait for the
-            // same unreachable repository: it is counted in metrics instead.
-            if licenseError.reason != .backendUnavailable {
-                await audit(AuditEvent(
-                    at: service.clock.now(), tenantID: principal.tenantID, actor: principal.userID, action: "refused." + call,
-                    target: Self.target(of: request.call), outcome: licenseError.reason.rawValue
-                ))
-            }
+            await auditRefusal(licenseError, tenant: principal.tenantID, actor: principal.userID, action: "refused." + call, target: Self.target(of: request.call))
             return failure(id: request.id, call: call, licenseError)
         }
     }
@@ -237,6 +228,13 @@ public struct Dispatcher: Sendable {
             throw LicenseError(.unimplemented, .unknownCall, "the frame carries no call this server knows")
         }
         return frame
+    }
+
+    /// Records a refusal. A backend outage is not a refusal by policy, and its audit write would
+    /// wait for the same unreachable repository: it is counted in metrics instead.
+    private func auditRefusal(_ error: LicenseError, tenant: TenantID?, actor: UserID?, action: String, target: String) async {
+        guard error.reason != .backendUnavailable else { return }
+        await audit(AuditEvent(at: service.clock.now(), tenantID: tenant, actor: actor, action: action, target: target, outcome: error.reason.rawValue))
     }
 
     /// Appends an audit event; a failure is logged, never turned into the call's answer.
