@@ -59,15 +59,15 @@ extension LicenseService {
         } catch {
             throw LicenseError(.internal, .internalError, "the new signing key could not be made")
         }
-        let before = try await backend("the repository") { try await repository.signingKeys() }
-        let until = now.advanced(by: Self.maxOfflineGrace + .seconds(120))
+        let until = now.advanced(by: Self.retiredKeyPublication)
         let audit = AuditEvent(at: now, tenantID: nil, actor: principal.userID, action: "signing_key.rotate", target: key.keyID)
         try await backend("the repository") { try await repository.rotateSigningKey(to: key, publishRetiredUntil: until, audit: audit) }
         let keys = try await backend("the repository") { try await repository.signingKeys() }
         try signer.load(keys, now: now)
+        // The keys this rotation retired carry its instant (read in the same result, not before).
         return SigningKeyRotation(
             current: key.keyID, algorithm: key.algorithm,
-            retired: before.filter { $0.retiredAt == nil }.map(\.keyID), publishedUntil: until
+            retired: keys.filter { $0.keyID != key.keyID && $0.retiredAt == key.createdAt }.map(\.keyID), publishedUntil: until
         )
     }
 }

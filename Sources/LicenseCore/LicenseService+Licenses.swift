@@ -117,6 +117,10 @@ extension LicenseService {
     /// The longest offline grace a license may have, and so the longest a lease token lives.
     public static let maxOfflineGrace = Duration.seconds(30 * 86_400)
 
+    /// How long a retired signing key stays published: the longest a token it signed can live,
+    /// plus two minutes for clock skew.
+    public static let retiredKeyPublication = maxOfflineGrace + .seconds(120)
+
     /// The tenant scope a listing may use: the named tenant if the principal belongs to it,
     /// the principal's own when none is named, or every tenant (`nil`) for operators.
     func visibleTenantScope(_ tenant: String?, to principal: Principal) throws -> TenantID? {

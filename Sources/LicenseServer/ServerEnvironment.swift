@@ -156,23 +156,20 @@ public struct ServerEnvironment: Sendable {
         if let fileKey, !stored.contains(where: { $0.keyID == fileKey.keyID }) {
             let now = clock.now()
             try await repository.rotateSigningKey(
-                to: SigningKey.stored(fileKey, at: now), publishRetiredUntil: now.advanced(by: LicenseService.maxOfflineGrace + .seconds(120)),
+                to: SigningKey.stored(fileKey, at: now), publishRetiredUntil: now.advanced(by: LicenseService.retiredKeyPublication),
                 audit: AuditEvent(at: now, tenantID: nil, actor: nil, action: "signing_key.import", target: fileKey.keyID)
             )
             stored = try await repository.signingKeys()
         } else if let fileKey, stored.first(where: { $0.keyID == fileKey.keyID })?.retiredAt != nil {
             logger.warning("the --signing-key file holds a retired key; signing with the repository's current key", metadata: ["kid": "\(fileKey.keyID)"])
         }
-        guard let current = stored.first(where: { $0.retiredAt == nil }), let algorithm = LeaseTokenAlgorithm(rawValue: current.algorithm) else {
-            throw LicenseError(.internal, .internalError, "the repository holds no signing key")
-        }
+        let keyRing = try KeyRing(issuer: settings.issuer, keys: stored, now: clock.now())
+        let algorithm = keyRing.currentKey.algorithm
         if settings.signingKeyFile == nil, settings.signingAlgorithmRequested, algorithm != settings.signingAlgorithm {
             logger.warning(
                 "the repository's signing key is \(algorithm); --signing-alg applies only to a new repository: run `licensectl signing-key rotate --algorithm \(settings.signingAlgorithm)`"
             )
         }
-        let keyRing = KeyRing(issuer: settings.issuer, current: try SigningKey(pem: current.privateKeyPEM, algorithm: algorithm))
-        try keyRing.load(stored, now: clock.now())
 
         // Seats
         let seats: any SeatStore

@@ -56,6 +56,18 @@ public final class KeyRing: LeaseTokenSigner {
     }
 
     public func load(_ keys: [StoredSigningKey], now: Timestamp) throws {
+        let loaded = try Self.state(from: keys, now: now)
+        state.withLock { $0 = loaded }
+    }
+
+    /// A key ring holding the repository's keys (see `load`).
+    public convenience init(issuer: String, keys: [StoredSigningKey], now: Timestamp) throws {
+        let loaded = try Self.state(from: keys, now: now)
+        self.init(issuer: issuer, current: loaded.current, retired: loaded.retired)
+    }
+
+    /// The newest unretired key signs; retired keys are published until their `publishUntil`.
+    private static func state(from keys: [StoredSigningKey], now: Timestamp) throws -> State {
         let signing = keys.filter { $0.retiredAt == nil }.max { $0.createdAt < $1.createdAt }
         guard let signing, let algorithm = LeaseTokenAlgorithm(rawValue: signing.algorithm) else {
             throw LicenseError(.internal, .internalError, "the repository holds no signing key")
@@ -68,7 +80,7 @@ public final class KeyRing: LeaseTokenSigner {
                 guard let algorithm = LeaseTokenAlgorithm(rawValue: stored.algorithm) else { return nil }
                 return try SigningKey(pem: stored.privateKeyPEM, algorithm: algorithm).verificationKey
             }
-        state.withLock { $0 = State(current: current, retired: retired) }
+        return State(current: current, retired: retired)
     }
 }
 
