@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
         .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
         .package(url: "https://github.com/apple/swift-atomics.git", exact: "1.3.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", exact: "0.2.0"),
     ],
     targets: [
         // Domain: tenants, licenses, sessions, seat semantics. No NIO, no database driver.
@@ -71,6 +72,17 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The load tester's engine: recordings, scenarios, replay over many connections, HDR histograms.
+        .target(
+            name: "LicenseLoad",
+            dependencies: [
+                "LicenseClient", "LicenseWire",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Atomics", package: "swift-atomics"),
             ],
             swiftSettings: strict
         ),
@@ -227,7 +239,7 @@ let package = Package(
             name: "LicenseServerTests",
             dependencies: [
                 "LicenseServer", "LicenseClient", "LicenseWire", "LicenseCore", "LicenseTokens",
-                "LicenseRedis", "LicensePostgres", "LicenseIdentity", "BackendTestSupport",
+                "LicenseRedis", "LicensePostgres", "LicenseIdentity", "LicenseLoad", "BackendTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -1,0 +1,118 @@
+import LicenseClient
+import LicenseWire
+
+/// One simulated user replaying its script on a shared connection: it substitutes its own
+/// hardware id, idempotency keys and the session ids its server returns for the recorded ones.
+struct VirtualUser {
+    struct Held {
+        var session: String
+        var tokenExpiresAtMs: UInt64
+    }
+
+    let index: Int
+    let connection: LicenseConnection
+    let script: (setup: [Recording.Entry], loop: [Recording.Entry], teardown: [Recording.Entry])
+    let options: LoadOptions
+    let shard: StatsShard
+    let totals: Totals
+    /// Open loop: the next send time and the interval between this user's calls.
+    var schedule: (next: ContinuousClock.Instant, interval: Duration)?
+    /// Recorded session id → the live session.
+    private(set) var sessions: [String: Held] = [:]
+    private var sent = 0
+
+    init(index: Int, connection: LicenseConnection, script: (setup: [Recording.Entry], loop: [Recording.Entry], teardown: [Recording.Entry]),
+         options: LoadOptions, shard: StatsShard, totals: Totals) {
+        self.index = index
+        self.connection = connection
+        self.script = script
+        self.options = options
+        self.shard = shard
+        self.totals = totals
+    }
+
+    mutating func run(deadline: ContinuousClock.Instant, loopEnded: () -> Void) async {
+        for entry in script.setup { await send(entry) }
+        if !script.loop.isEmpty {
+            loop: while true {
+                for entry in script.loop {
+                    if ContinuousClock.now >= deadline || totals.calls.load(ordering: .relaxed) >= options.maxCalls { break loop }
+                    await send(entry)
+                }
+            }
+        }
+        loopEnded()
+        for entry in script.teardown { await send(entry) }
+        // Whatever a loop cut short still holds is given back.
+        for recorded in Array(sessions.keys) {
+            await send(Recording.Entry(user: index, phase: .teardown, call: .release(.with { $0.sessionID = recorded })))
+        }
+    }
+
+    private mutating func send(_ entry: Recording.Entry) async {
+        sent += 1
+        var call = entry.call
+        var name = "other"
+        var recordedSession: String?
+        switch call {
+        case .acquire(var acquire):
+            name = "acquire"
+            if let license = options.license { acquire.licenseID = license }
+            acquire.hardwareID = "\(options.runID)-vu\(index)"
+            acquire.idempotencyKey = "\(options.runID)-vu\(index)-\(sent)"
+            call = .acquire(acquire)
+            recordedSession = entry.sessionID ?? "acquire-\(sent)"
+        case .heartbeat(var heartbeat):
+            name = "heartbeat"
+            guard let held = sessions[heartbeat.sessionID] else { return skip(name) }
+            recordedSession = heartbeat.sessionID
+            heartbeat.sessionID = held.session
+            heartbeat.tokenExpiresAtMs = held.tokenExpiresAtMs
+            call = .heartbeat(heartbeat)
+        case .release(var release):
+            name = "release"
+            guard let held = sessions[release.sessionID] else { return skip(name) }
+            recordedSession = release.sessionID
+            release.sessionID = held.session
+            call = .release(release)
+        default:
+            break
+        }
+
+        var started = ContinuousClock.now
+        if var schedule {
+            if schedule.next > started { try? await Task.sleep(until: schedule.next, clock: .continuous) }
+            started = schedule.next   // measured from the intended send time
+            schedule.next += schedule.interval
+            self.schedule = schedule
+        }
+        let answer: ServerFrame
+        do {
+            answer = try await connection.send(call)
+        } catch {
+            shard.record(name, since: started, error: LoadRunner.reason(error), totals: totals)
+            if name == "release", let recordedSession { sessions[recordedSession] = nil }
+            return
+        }
+        let status = answer.status
+        shard.record(name, since: started, error: status.isOK ? nil : (status.reason.isEmpty ? "\(status.code)" : status.reason), totals: totals)
+        guard let recordedSession else { return }
+        switch name {
+        case "acquire" where status.isOK:
+            sessions[recordedSession] = Held(session: answer.acquire.sessionID, tokenExpiresAtMs: answer.acquire.tokenExpiresAtMs)
+        case "heartbeat" where status.isOK:
+            if answer.heartbeat.tokenExpiresAtMs != 0 { sessions[recordedSession]?.tokenExpiresAtMs = answer.heartbeat.tokenExpiresAtMs }
+        case "heartbeat" where status.reason == "SESSION_REVOKED" || status.reason == "SESSION_ENDED" || status.reason == "LEASE_LAPSED":
+            sessions[recordedSession] = nil
+        case "release":
+            sessions[recordedSession] = nil
+        default:
+            break
+        }
+    }
+
+    /// A heartbeat or release whose session was never acquired (its acquire failed).
+    private func skip(_ name: String) {
+        shard.record(name, since: ContinuousClock.now, error: "NO_SESSION", totals: totals)
+    }
+}
