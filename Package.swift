@@ -194,6 +194,16 @@ let package = Package(
             path: "Benchmarks/LicenseBench",
             swiftSettings: strict
         ),
+        // The load tester: replays recorded or built-in traffic and reports per-call latency.
+        .executableTarget(
+            name: "license-load",
+            dependencies: [
+                "LicenseLoad", "LicenseClient", "LicenseWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/LicenseLoadTool",
+            swiftSettings: strict
+        ),
         // An example program that uses the client library the way CODITECT does.
         .executableTarget(
             name: "license-example",

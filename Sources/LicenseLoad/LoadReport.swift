@@ -25,6 +25,12 @@ public struct LoadReport: Codable, Sendable {
         enum CodingKeys: String, CodingKey {
             case cpuCores = "cpu_cores", peakResidentMiB = "peak_resident_mib", residentMiB = "resident_mib"
         }
+
+        public init(cpuCores: Double, peakResidentMiB: Double, residentMiB: Double) {
+            self.cpuCores = cpuCores
+            self.peakResidentMiB = peakResidentMiB
+            self.residentMiB = residentMiB
+        }
     }
 
     public var scenario: String

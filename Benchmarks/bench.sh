@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Starts a release-built licensed (and, for redis-postgres, its own Redis and PostgreSQL 15) in a
+# temporary folder on free loopback ports, runs one `license-load` command against it with the
+# daemon's pid, and stops everything.
+#
+#   Benchmarks/bench.sh embedded|redis-postgres EdDSA|RS256 run --scenario plan --users 1000 --connections 50 --duration 10
+#   Benchmarks/bench.sh redis-postgres EdDSA idle --connections 10000
+#
+# Build first: swift build -c release --product licensed --product license-load
+set -euo pipefail
+backend=${1:?embedded or redis-postgres}; alg=${2:?EdDSA, RS256 or PS256}; shift 2
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$root/.build/release
+work=$(mktemp -d /tmp/license-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+as_postgres() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --clear-groups "$@"; else "$@"; fi; }
+# In the background, `exec` so that $! is the server's own pid (and a signal to it stops it).
+start_postgres() { if [ "$(id -u)" = 0 ]; then exec setpriv --reuid=postgres --regid=postgres --clear-groups postgres "$@"; else exec postgres "$@"; fi; }
+
+args=(--data-dir "$work/data" --listen "127.0.0.1:$(port)" --signing-alg "$alg" --log-level warning)
+listen=${args[3]}
+if [ "$backend" = redis-postgres ]; then
+  redis_port=$(port); pg_port=$(port)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+  pids+=($!)
+  mkdir -p "$work/pg"; chown postgres "$work/pg" 2>/dev/null || true
+  as_postgres initdb -D "$work/pg" -A trust -U postgres >"$work/initdb.log" 2>&1
+  start_postgres -D "$work/pg" -p "$pg_port" -k "$work/pg" -c listen_addresses=127.0.0.1 -c max_connections=300 \
+    -c shared_buffers=256MB >"$work/postgres.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do as_postgres psql -h 127.0.0.1 -p "$pg_port" -U postgres -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
+  as_postgres psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "CREATE ROLE licensed LOGIN PASSWORD 'licensed'" -c "CREATE DATABASE licenses OWNER licensed"
+  args+=(--redis-url "redis://127.0.0.1:$redis_port" --postgres-url "postgres://licensed:licensed@127.0.0.1:$pg_port/licenses?sslmode=disable" --migrate)
+fi
+export LICENSED_BOOTSTRAP_API_KEY=lk_bench_operator_key_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+"$bin/licensed" "${args[@]}" >"$work/licensed.log" 2>&1 &
+daemon=$!
+pids+=($daemon)
+for _ in $(seq 200); do grep -q "listening on" "$work/licensed.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "listening on" "$work/licensed.log" || { cat "$work/licensed.log"; exit 1; }
+LICENSECTL_API_KEY=$LICENSED_BOOTSTRAP_API_KEY "$bin/license-load" "$@" --server "$listen" --ca "$work/data/tls/ca.pem" --pid "$daemon"
