@@ -75,49 +75,61 @@ public actor InProcessSeatStore: SeatStore {
     public func claim(_ request: SeatClaimRequest) -> SeatClaimOutcome {
         let now = clock.now()
         let expiry = now.advanced(by: request.leaseTTL)
-        var seats = licenses[request.licenseID, default: Seats()]
-        defer { licenses[request.licenseID] = seats }
-        seats.purge(now: now)
-        if let id = seats.existing(for: request.holder) {
-            seats.extend(id, to: expiry)
-            return .existing(SeatLease(sessionID: id, expiresAt: expiry))
+        return withSeats(request.licenseID) { seats in
+            seats.purge(now: now)
+            if let id = seats.existing(for: request.holder) {
+                seats.extend(id, to: expiry)
+                return .existing(SeatLease(sessionID: id, expiresAt: expiry))
+            }
+            guard seats.claims.count < request.seatLimit else {
+                return .full(used: seats.claims.count, limit: request.seatLimit)
+            }
+            seats.insert(request.sessionID, Claim(holder: request.holder, expiresAt: expiry))
+            return .granted(SeatLease(sessionID: request.sessionID, expiresAt: expiry))
         }
-        guard seats.claims.count < request.seatLimit else {
-            return .full(used: seats.claims.count, limit: request.seatLimit)
-        }
-        seats.insert(request.sessionID, Claim(holder: request.holder, expiresAt: expiry))
-        return .granted(SeatLease(sessionID: request.sessionID, expiresAt: expiry))
     }
 
     public func renew(licenseID: LicenseID, sessionID: SessionID, holder: SeatHolder, seatLimit: Int, leaseTTL: Duration) -> SeatRenewOutcome {
         let now = clock.now()
         let expiry = now.advanced(by: leaseTTL)
-        var seats = licenses[licenseID, default: Seats()]
-        defer { licenses[licenseID] = seats }
-        seats.purge(now: now)
-        if seats.claims[sessionID] != nil {
-            seats.extend(sessionID, to: expiry)
-            return .renewed(SeatLease(sessionID: sessionID, expiresAt: expiry))
+        return withSeats(licenseID) { seats in
+            seats.purge(now: now)
+            if seats.claims[sessionID] != nil {
+                seats.extend(sessionID, to: expiry)
+                return .renewed(SeatLease(sessionID: sessionID, expiresAt: expiry))
+            }
+            guard seats.claims.count < seatLimit else { return .noSeat(used: seats.claims.count, limit: seatLimit) }
+            seats.insert(sessionID, Claim(holder: holder, expiresAt: expiry))
+            return .reclaimed(SeatLease(sessionID: sessionID, expiresAt: expiry))
         }
-        guard seats.claims.count < seatLimit else { return .noSeat(used: seats.claims.count, limit: seatLimit) }
-        seats.insert(sessionID, Claim(holder: holder, expiresAt: expiry))
-        return .reclaimed(SeatLease(sessionID: sessionID, expiresAt: expiry))
     }
 
     @discardableResult
     public func release(licenseID: LicenseID, sessionID: SessionID) -> Bool {
-        guard var seats = licenses[licenseID] else { return false }
-        defer { licenses[licenseID] = seats.claims.isEmpty ? nil : seats }
-        seats.purge(now: clock.now())
-        return seats.remove(sessionID)
+        guard licenses[licenseID] != nil else { return false }
+        let now = clock.now()
+        let removed = withSeats(licenseID) { seats in
+            seats.purge(now: now)
+            return seats.remove(sessionID)
+        }
+        if licenses[licenseID]?.claims.isEmpty == true { licenses[licenseID] = nil }
+        return removed
     }
 
     public func leases(licenseID: LicenseID) -> [SeatLease] {
-        guard var seats = licenses[licenseID] else { return [] }
-        seats.purge(now: clock.now())
-        licenses[licenseID] = seats
-        return seats.claims.map { SeatLease(sessionID: $0.key, expiresAt: $0.value.expiresAt) }
-            .sorted { $0.sessionID < $1.sessionID }
+        guard licenses[licenseID] != nil else { return [] }
+        let now = clock.now()
+        return withSeats(licenseID) { seats in
+            seats.purge(now: now)
+            return seats.claims.map { SeatLease(sessionID: $0.key, expiresAt: $0.value.expiresAt) }
+        }.sorted { $0.sessionID < $1.sessionID }
+    }
+
+    /// Runs `body` on a license's seats in place. (Copying `Seats` out of the dictionary and
+    /// back would copy its dictionaries on every call — O(seats) per call — because the copy in
+    /// `licenses` still shares their storage when they are mutated.)
+    private func withSeats<Result>(_ licenseID: LicenseID, _ body: (inout Seats) -> Result) -> Result {
+        body(&licenses[licenseID, default: Seats()])
     }
 
     /// Re-creates a seat from a durable session row (used at start to rebuild the live state).
@@ -125,11 +137,11 @@ public actor InProcessSeatStore: SeatStore {
     public func restore(_ session: LeaseSession, seatLimit: Int) {
         let now = clock.now()
         guard session.isLive(at: now) else { return }
-        var seats = licenses[session.licenseID, default: Seats()]
-        seats.purge(now: now)
-        guard seats.claims[session.id] == nil, seats.claims.count < seatLimit else { return }
         let holder = SeatHolder(userID: session.userID, hardwareID: session.hardwareID, idempotencyKey: session.idempotencyKey)
-        seats.insert(session.id, Claim(holder: holder, expiresAt: session.leaseExpiresAt))
-        licenses[session.licenseID] = seats
+        withSeats(session.licenseID) { seats in
+            seats.purge(now: now)
+            guard seats.claims[session.id] == nil, seats.claims.count < seatLimit else { return }
+            seats.insert(session.id, Claim(holder: holder, expiresAt: session.leaseExpiresAt))
+        }
     }
 }
