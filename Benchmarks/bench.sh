@@ -34,11 +34,11 @@ if [ "$backend" = redis-postgres ]; then
   mkdir -p "$work/pg"; chown postgres "$work/pg" 2>/dev/null || true
   as_postgres initdb -D "$work/pg" -A trust -U postgres >"$work/initdb.log" 2>&1
   start_postgres -D "$work/pg" -p "$pg_port" -k "$work/pg" -c listen_addresses=127.0.0.1 -c max_connections=300 \
-    -c shared_buffers=256MB >"$work/postgres.log" 2>&1 &
+    -c shared_buffers=256MB ${BENCH_POSTGRES_FLAGS:-} >"$work/postgres.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do as_postgres psql -h 127.0.0.1 -p "$pg_port" -U postgres -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
   as_postgres psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "CREATE ROLE licensed LOGIN PASSWORD 'licensed'" -c "CREATE DATABASE licenses OWNER licensed"
-  args+=(--redis-url "redis://127.0.0.1:$redis_port" --postgres-url "postgres://licensed:licensed@127.0.0.1:$pg_port/licenses?sslmode=disable" --migrate)
+  args+=(--redis-url "redis://127.0.0.1:$redis_port" --postgres-url "postgres://licensed:licensed@127.0.0.1:$pg_port/licenses?sslmode=disable${BENCH_POSTGRES_OPTIONS:-}" --migrate)
 fi
 export LICENSED_BOOTSTRAP_API_KEY=lk_bench_operator_key_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 "$bin/licensed" "${args[@]}" >"$work/licensed.log" 2>&1 &
@@ -46,4 +46,5 @@ daemon=$!
 pids+=($daemon)
 for _ in $(seq 200); do grep -q "listening on" "$work/licensed.log" 2>/dev/null && break; sleep 0.1; done
 grep -q "listening on" "$work/licensed.log" || { cat "$work/licensed.log"; exit 1; }
+[ -n "${BENCH_KEEP_LOG:-}" ] && trap 'cp "$work/licensed.log" "$BENCH_KEEP_LOG"; cleanup' EXIT
 LICENSECTL_API_KEY=$LICENSED_BOOTSTRAP_API_KEY "$bin/license-load" "$@" --server "$listen" --ca "$work/data/tls/ca.pem" --pid "$daemon"

@@ -16,9 +16,11 @@ public actor GroupCommitQueue<Connection> {
     }
 
     /// Runs `body` in the next batch and returns once that batch's commit has returned.
-    public func perform<T: Sendable>(_ body: @escaping @Sendable (Connection) async throws -> T) async throws -> T {
+    /// `payload` describes the write to a `commit` that can combine such writes into one
+    /// statement (see `GroupCommitUnit.payload`).
+    public func perform<T: Sendable>(payload: (any Sendable)? = nil, _ body: @escaping @Sendable (Connection) async throws -> T) async throws -> T {
         let box = ResultBox<T>()
-        let unit = GroupCommitUnit<Connection>(work: { connection in box.value = try await body(connection) })
+        let unit = GroupCommitUnit<Connection>(payload: payload, work: { connection in box.value = try await body(connection) })
         queue.append(unit)
         if leading {
             // Suspends until our batch is done (false) or we are asked to lead (true).
@@ -54,10 +56,15 @@ public actor GroupCommitQueue<Connection> {
 public final class GroupCommitUnit<Connection>: @unchecked Sendable {
     // Touched only by the queue's actor and by the `commit` it is awaiting.
     public let work: @Sendable (Connection) async throws -> Void
+    /// What the unit writes, for a `commit` that combines like writes of a batch into one
+    /// statement before running the units; `work` must then find its write done and only
+    /// collect its result (and do the write itself when it runs alone).
+    public let payload: (any Sendable)?
     public var error: (any Error)?
     fileprivate var wake: CheckedContinuation<Bool, Never>?
 
-    init(work: @escaping @Sendable (Connection) async throws -> Void) {
+    init(payload: (any Sendable)?, work: @escaping @Sendable (Connection) async throws -> Void) {
+        self.payload = payload
         self.work = work
     }
 }

@@ -162,10 +162,11 @@ public final class InMemoryLicenseRepository: LicenseRepository {
         }
     }
 
-    public func updateLease(session: SessionID, expiresAt: Timestamp) async throws {
+    public func updateLeases(_ leases: [SessionID: Timestamp]) async throws {
         state.withLock { state in
-            guard state.sessions[session]?.endedAt == nil else { return }
-            state.sessions[session]?.leaseExpiresAt = expiresAt
+            for (session, expiresAt) in leases where state.sessions[session]?.endedAt == nil {
+                state.sessions[session]?.leaseExpiresAt = expiresAt
+            }
         }
     }
 

@@ -53,8 +53,9 @@ public protocol LicenseRepository: Sendable {
 
     /// Records a new session and its audit event in one commit.
     func insertSession(_ session: LeaseSession, audit: AuditEvent) async throws
-    /// Moves a live session's lease expiry (heartbeat). No effect on an ended session.
-    func updateLease(session: SessionID, expiresAt: Timestamp) async throws
+    /// Moves live sessions' lease expiries (heartbeats, written in batches), in one commit.
+    /// Ended and unknown sessions are left as they are.
+    func updateLeases(_ leases: [SessionID: Timestamp]) async throws
     /// Ends a session. Returns `false` (and writes nothing) when it had already ended or does not exist.
     func endSession(_ id: SessionID, at: Timestamp, reason: SessionEndReason, audit: AuditEvent) async throws -> Bool
     func session(_ id: SessionID) async throws -> LeaseSession?
@@ -81,4 +82,9 @@ public protocol LicenseRepository: Sendable {
 
 extension LicenseRepository {
     public func scoped(to tenant: TenantID) -> any LicenseRepository { self }
+
+    /// Moves one live session's lease expiry. No effect on an ended session.
+    public func updateLease(session: SessionID, expiresAt: Timestamp) async throws {
+        try await updateLeases([session: expiresAt])
+    }
 }

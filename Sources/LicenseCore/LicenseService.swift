@@ -62,11 +62,17 @@ public struct LicenseService: Sendable {
     public let signer: any LeaseTokenSigner
     public let clock: any WallClock
     public let configuration: ServiceConfiguration
+    /// The immutable facts of sessions this daemon has seen, so heartbeats need not read rows.
+    public let directory: SessionDirectory
+    /// When set, heartbeats record lease expiries here instead of committing them before
+    /// answering (the daemon runs it); when `nil` every expiry is committed in the call.
+    public let leaseWriter: LeaseWriteBehind?
     let logger: Logger
 
     public init(
         repository: any LicenseRepository, seats: any SeatStore, signer: any LeaseTokenSigner,
         clock: any WallClock = SystemWallClock(), configuration: ServiceConfiguration = .init(),
+        directory: SessionDirectory = SessionDirectory(), leaseWriter: LeaseWriteBehind? = nil,
         logger: Logger = Logger(label: "coditect.license.service")
     ) {
         self.repository = repository
@@ -74,6 +80,8 @@ public struct LicenseService: Sendable {
         self.signer = signer
         self.clock = clock
         self.configuration = configuration
+        self.directory = directory
+        self.leaseWriter = leaseWriter
         self.logger = logger
     }
 
@@ -118,6 +126,7 @@ public struct LicenseService: Sendable {
             let audit = AuditEvent(at: now, tenantID: license.tenantID, actor: principal.userID, action: "session.acquire", target: granted.sessionID.rawValue)
             do {
                 try await repository.insertSession(session, audit: audit)
+                directory.remember(session)
             } catch {
                 // No seat may be held that is not recorded: give it back before answering.
                 _ = try? await seats.release(licenseID: license.id, sessionID: granted.sessionID)
@@ -127,9 +136,7 @@ public struct LicenseService: Sendable {
             lease = granted
             resumed = false
         case .existing(let existing):
-            try await backend("the repository") {
-                try await repository.updateLease(session: existing.sessionID, expiresAt: existing.expiresAt)
-            }
+            try await recordLease(existing, in: repository)
             lease = existing
             resumed = true
         }
@@ -143,6 +150,11 @@ public struct LicenseService: Sendable {
 
     /// Extends a session's lease. A lapsed lease is re-taken only if a seat is free; an ended
     /// session stays ended. `clientTokenExpiry` lets the server decide whether to send a fresh token.
+    ///
+    /// In the steady state this reads no row: the session's owner and license come from the
+    /// directory, the license from the repository's cache, and the seat store renews the lease.
+    /// Only when the seat store no longer holds the session's seat is the row read, to tell a
+    /// lapse from an ended session.
     public func heartbeat(session sessionID: String, clientTokenExpiry: Timestamp?, by principal: Principal) async throws -> HeartbeatOutcome {
         let repository = repository(for: principal)
         let session = try await ownedSession(sessionID, by: principal)
@@ -159,19 +171,33 @@ public struct LicenseService: Sendable {
         }
         let lease: SeatLease
         switch outcome {
-        case .renewed(let renewed), .reclaimed(let renewed):
+        case .renewed(let renewed):
             lease = renewed
+        case .reclaimed(let reclaimed):
+            // The seat had been let go: the session lapsed, or it ended (perhaps through another
+            // replica, whose release the directory cannot know). The row decides.
+            if let ended = try await endedSession(session.id, in: repository) {
+                _ = try? await seats.release(licenseID: license.id, sessionID: session.id)
+                directory.forget(session.id)
+                try checkNotEnded(ended)
+            }
+            lease = reclaimed
         case .noSeat(let used, let limit):
+            if let ended = try await endedSession(session.id, in: repository) {
+                directory.forget(session.id)
+                try checkNotEnded(ended)
+            }
             let audit = AuditEvent(at: now, tenantID: session.tenantID, actor: principal.userID, action: "session.lapse", target: session.id.rawValue)
             _ = try await backend("the repository") {
                 try await repository.endSession(session.id, at: now, reason: .lapsed, audit: audit)
             }
+            directory.forget(session.id)
             throw LicenseError(
                 .resourceExhausted, .leaseLapsed, "the lease lapsed and all \(limit) seats of license \(license.id) are in use",
                 details: ["seats_total": String(limit), "seats_used": String(used)]
             )
         }
-        try await backend("the repository") { try await repository.updateLease(session: session.id, expiresAt: lease.expiresAt) }
+        try await recordLease(lease, in: repository)
 
         var result = HeartbeatOutcome(leaseExpiresAt: lease.expiresAt, nextHeartbeatAt: now.advanced(by: license.policy.heartbeatInterval))
         if needsFreshToken(clientTokenExpiry, policy: license.policy, now: now) {
@@ -186,6 +212,7 @@ public struct LicenseService: Sendable {
     public func release(session sessionID: String, by principal: Principal) async throws {
         let session = try await ownedSession(sessionID, by: principal)
         guard session.endedAt == nil else { return }
+        // The row is ended only if it was live (an ended session's release writes nothing).
         try await end(session, reason: .released, by: principal, action: "session.release")
     }
 
@@ -210,6 +237,10 @@ public struct LicenseService: Sendable {
 
     // MARK: - Helpers shared with the admin calls
 
+    /// Ends a session: its seat is released, the row ended, and the seat released once more.
+    /// A heartbeat that found the seat gone between the first release and the row's end may
+    /// have re-taken it (the row still looked live); the second release takes it back, and
+    /// that heartbeat's next call finds the seat gone and the row ended.
     func end(_ session: LeaseSession, reason: SessionEndReason, by principal: Principal, action: String) async throws {
         let repository = repository(for: principal)
         _ = try await backend("the seat store") { try await seats.release(licenseID: session.licenseID, sessionID: session.id) }
@@ -217,6 +248,24 @@ public struct LicenseService: Sendable {
         let audit = AuditEvent(at: now, tenantID: session.tenantID, actor: principal.userID, action: action, target: session.id.rawValue)
         _ = try await backend("the repository") {
             try await repository.endSession(session.id, at: now, reason: reason, audit: audit)
+        }
+        directory.forget(session.id)
+        _ = try await backend("the seat store") { try await seats.release(licenseID: session.licenseID, sessionID: session.id) }
+    }
+
+    /// The session's row if it has ended; `nil` if it is live.
+    private func endedSession(_ id: SessionID, in repository: any LicenseRepository) async throws -> LeaseSession? {
+        let row = try await backend("the repository") { try await repository.session(id) }
+        guard let row else { throw LicenseError.sessionNotFound() }
+        return row.endedAt == nil ? nil : row
+    }
+
+    /// Stores a lease's new expiry: behind the call when the daemon runs a writer, else now.
+    private func recordLease(_ lease: SeatLease, in repository: any LicenseRepository) async throws {
+        if let leaseWriter {
+            leaseWriter.record(lease.sessionID, expiresAt: lease.expiresAt)
+        } else {
+            try await backend("the repository") { try await repository.updateLease(session: lease.sessionID, expiresAt: lease.expiresAt) }
         }
     }
 
@@ -228,12 +277,20 @@ public struct LicenseService: Sendable {
         return license
     }
 
+    /// The session if the principal owns or administers it. From the directory when this daemon
+    /// knows it (then `endedAt` is `nil` and says nothing), else the row, remembered if live.
     private func ownedSession(_ id: String, by principal: Principal) async throws -> LeaseSession {
-        let repository = repository(for: principal)
         try Validation.id(id, field: "session_id")
-        guard let session = try await backend("the repository", { try await repository.session(SessionID(id)) }),
-              session.userID == principal.userID || principal.administers(session.tenantID)
-        else { throw LicenseError.sessionNotFound() }
+        let sessionID = SessionID(id)
+        var session = directory.session(sessionID)
+        if session == nil {
+            let repository = repository(for: principal)
+            session = try await backend("the repository", { try await repository.session(sessionID) })
+            if let session, session.endedAt == nil { directory.remember(session) }
+        }
+        guard let session, session.userID == principal.userID || principal.administers(session.tenantID) else {
+            throw LicenseError.sessionNotFound()
+        }
         return session
     }
 

@@ -9,10 +9,14 @@ import SQLiteNIO
 ///
 /// Writes go through a group-commit writer on one connection; reads use a second connection,
 /// which in WAL mode sees only committed data. A call answered OK has its rows on disk.
+///
+/// Licenses, read by every acquire and heartbeat, are kept in memory and dropped when this
+/// repository changes them: the file belongs to one daemon.
 public final class SQLiteLicenseRepository: LicenseRepository {
     private let writer: GroupCommitWriter
     private let writeConnection: SQLiteConnection
     private let readConnection: SQLiteConnection
+    private let licenseCache = LicenseMemo()
 
     /// Opens (creating if needed) the database file at `path`. Call `migrate()` before use.
     public static func open(path: String, logger: Logger = Logger(label: "coditect.license.sqlite")) async throws -> SQLiteLicenseRepository {
@@ -193,7 +197,11 @@ public final class SQLiteLicenseRepository: LicenseRepository {
     }
 
     public func license(_ id: LicenseID) async throws -> License? {
-        try await read("SELECT * FROM licenses WHERE id = ?", [.text(id.rawValue)]).first.map(Self.license)
+        let (cached, generation) = licenseCache.lookup(id)
+        if let cached { return cached }
+        let license = try await read("SELECT * FROM licenses WHERE id = ?", [.text(id.rawValue)]).first.map(Self.license)
+        if let license { licenseCache.store(license, readAt: generation) }
+        return license
     }
 
     public func licenses(tenant: TenantID?) async throws -> [License] {
@@ -205,6 +213,7 @@ public final class SQLiteLicenseRepository: LicenseRepository {
 
     public func updateLicense(_ license: License, audit: AuditEvent) async throws {
         let features = String(decoding: try JSONEncoder().encode(license.features), as: UTF8.self)
+        defer { licenseCache.invalidate(license.id) }
         try await write { db in
             let changed = try await db.query("""
                 UPDATE licenses SET name = ?, seats = ?, lease_ttl_ms = ?, heartbeat_interval_ms = ?, offline_grace_ms = ?,
@@ -347,11 +356,14 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         }
     }
 
-    public func updateLease(session: SessionID, expiresAt: Timestamp) async throws {
+    public func updateLeases(_ leases: [SessionID: Timestamp]) async throws {
+        guard !leases.isEmpty else { return }
         try await write { db in
-            _ = try await db.query("UPDATE sessions SET lease_expires_at_ms = ? WHERE id = ? AND ended_at_ms IS NULL", [
-                .ms(expiresAt), .text(session.rawValue),
-            ])
+            for (session, expiresAt) in leases {
+                _ = try await db.query("UPDATE sessions SET lease_expires_at_ms = ? WHERE id = ? AND ended_at_ms IS NULL", [
+                    .ms(expiresAt), .text(session.rawValue),
+                ])
+            }
         }
     }
 

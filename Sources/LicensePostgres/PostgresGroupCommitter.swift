@@ -11,15 +11,15 @@ import PostgresNIO
 /// before the transaction holding its rows has committed. The first caller to find no commit in
 /// progress leads one batch, then hands leadership to the next waiting caller.
 struct PostgresGroupCommitter: Sendable {
-    typealias Unit = GroupCommitUnit<PostgresConnection>
-    private let queue: GroupCommitQueue<PostgresConnection>
+    typealias Unit = GroupCommitUnit<BatchConnection>
+    private let queue: GroupCommitQueue<BatchConnection>
 
     init(client: PostgresClient, timeout: Duration, logger: Logger) {
         queue = GroupCommitQueue { batch in
             do {
                 try await withDeadline(timeout) {
                     try await client.withConnection { connection in
-                        try await Self.commit(batch, on: connection, logger: logger)
+                        try await Self.commit(batch, on: BatchConnection(connection, logger: logger), logger: logger)
                     }
                 }
             } catch {
@@ -29,14 +29,24 @@ struct PostgresGroupCommitter: Sendable {
     }
 
     /// Runs `body` in the next group commit and returns once that commit is durable.
-    func perform<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await queue.perform(body)
+    func perform<T: Sendable>(payload: SessionWrite? = nil, _ body: @escaping @Sendable (BatchConnection) async throws -> T) async throws -> T {
+        try await queue.perform(payload: payload, body)
     }
 
-    private static func commit(_ batch: [Unit], on connection: PostgresConnection, logger: Logger) async throws {
-        try await connection.execute("BEGIN", logger: logger)
+    private static func commit(_ batch: [Unit], on connection: BatchConnection, logger: Logger) async throws {
+        let writes = batch.compactMap { $0.payload as? SessionWrite }
+        if writes.count == batch.count {
+            try await commitSessionWrites(batch, writes, on: connection, logger: logger)
+            return
+        }
+        try await connection.begin()
         var failed = false
-        for unit in batch {
+        do {
+            try await connection.combine(writes)
+        } catch {
+            failed = true
+        }
+        for unit in batch where !failed {
             do { try await unit.work(connection) } catch {
                 failed = true
                 break
@@ -49,11 +59,33 @@ struct PostgresGroupCommitter: Sendable {
         // Someone's unit failed: undo the batch and give every unit a transaction of its own, so
         // the failure is only its owner's.
         try await connection.execute("ROLLBACK", logger: logger)
+        connection.forgetCombined()
         for unit in batch { try await runAlone(unit, on: connection, logger: logger) }
     }
 
-    private static func runAlone(_ unit: Unit, on connection: PostgresConnection, logger: Logger) async throws {
-        try await connection.execute("BEGIN", logger: logger)
+    /// A batch of session inserts and ends only (the steady state): each combined statement
+    /// commits on its own, with no BEGIN and COMMIT round trips, since every unit's rows (the
+    /// session's and its audit row) are written by one statement anyway. Units whose statement
+    /// failed run alone afterwards, so a failure is only its owner's.
+    private static func commitSessionWrites(_ batch: [Unit], _ writes: [SessionWrite], on connection: BatchConnection, logger: Logger) async throws {
+        connection.autocommit = true
+        do {
+            try await connection.combine(writes)
+        } catch {
+            // What committed before the failure is recorded; the rest runs alone below.
+        }
+        connection.autocommit = false
+        for (unit, write) in zip(batch, writes) {
+            if connection.combinedOutcome(write) != nil {
+                try await unit.work(connection)
+            } else {
+                try await runAlone(unit, on: connection, logger: logger)
+            }
+        }
+    }
+
+    private static func runAlone(_ unit: Unit, on connection: BatchConnection, logger: Logger) async throws {
+        try await connection.begin()
         do {
             try await unit.work(connection)
         } catch {
@@ -62,6 +94,98 @@ struct PostgresGroupCommitter: Sendable {
             return
         }
         try await connection.execute("COMMIT", logger: logger)
+    }
+}
+
+/// A connection inside one group-commit transaction. It remembers the tenant scope set in the
+/// transaction, so that a batch of one tenant's writes sets it once, not once per write.
+/// Used by one batch at a time, one statement after another.
+final class BatchConnection: @unchecked Sendable {
+    let connection: PostgresConnection
+    private let logger: Logger
+    private var scope: String?
+    /// The outcome of each session write `combine` did, by the write's audit-event id (unique
+    /// per write, where a session id is not: a retried write is another write): `true` when
+    /// the row was inserted or ended.
+    private var combined: [String: Bool] = [:]
+
+    init(_ connection: PostgresConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
+
+    /// Statements commit one by one (no transaction is open): a scope is then set for the
+    /// connection's session, not for a transaction.
+    var autocommit = false
+
+    /// Starts a transaction (with no scope set yet).
+    func begin() async throws {
+        scope = nil
+        try await connection.execute("BEGIN", logger: logger)
+    }
+
+    /// Forgets what `combine` wrote (its transaction was rolled back).
+    func forgetCombined() { combined.removeAll() }
+
+    /// Whether `combine` did `write` (and what came of it).
+    func combinedOutcome(_ write: SessionWrite) -> Bool? { combined[write.key] }
+
+    /// Writes the batch's session inserts and ends with one statement per kind and tenant scope
+    /// (per batch of 2,000), instead of one round trip each. A write whose session already
+    /// appears in the batch is left to its unit, which runs it alone afterwards.
+    func combine(_ writes: [SessionWrite]) async throws {
+        guard writes.count > 1 || (autocommit && !writes.isEmpty) else { return }
+        var seen = Set<SessionID>()
+        var inserts: [String: [SessionWrite.Insert]] = [:]
+        var ends: [String: [SessionWrite.End]] = [:]
+        for write in writes where seen.insert(write.session).inserted {
+            switch write {
+            case .insert(let insert): inserts[insert.scope, default: []].append(insert)
+            case .end(let end): ends[end.scope, default: []].append(end)
+            }
+        }
+        for (scope, group) in inserts {
+            try await self.scope(to: scope)
+            for chunk in group.chunked(2_000) {
+                var inserted = 0
+                for try await _ in try await connection.execute(InsertSessionsStatement(inserts: chunk), logger: logger) {
+                    inserted += 1
+                }
+                // An INSERT writes every row or fails; anything else is a bug worth refusing.
+                guard inserted == chunk.count else { throw PostgresBatchMismatch() }
+                for insert in chunk { combined[insert.audit.id] = true }
+            }
+        }
+        for (scope, group) in ends {
+            try await self.scope(to: scope)
+            for chunk in group.chunked(2_000) {
+                var ended = Set<String>()
+                for try await id in try await connection.execute(EndSessionsStatement(ends: chunk), logger: logger) {
+                    ended.insert(id)
+                }
+                for end in chunk { combined[end.audit.id] = ended.contains(end.session.rawValue) }
+            }
+        }
+    }
+
+    /// Sets the row-level-security scope for the rest of the transaction (or, in autocommit,
+    /// of the session), if it is not set already.
+    func scope(to scope: String) async throws {
+        guard scope != self.scope else { return }
+        if autocommit {
+            for try await _ in try await connection.execute(SetSessionScopeStatement(scope: scope), logger: logger) {}
+        } else {
+            for try await _ in try await connection.execute(SetScopeStatement(scope: scope), logger: logger) {}
+        }
+        self.scope = scope
+    }
+
+    func execute(_ query: PostgresQuery, logger: Logger) async throws {
+        try await connection.execute(query, logger: logger)
+    }
+
+    func query(_ query: PostgresQuery, logger: Logger) async throws -> PostgresRowSequence {
+        try await connection.query(query, logger: logger)
     }
 }
 
@@ -79,3 +203,14 @@ func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable ()
 
 /// A repository call did not finish within its deadline.
 struct PostgresTimeout: Error {}
+
+/// A combined insert did not insert every row it was given (the batch is then run unit by unit).
+struct PostgresBatchMismatch: Error {}
+
+extension Array {
+    /// The array in consecutive slices of at most `size` elements.
+    func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}
+

@@ -392,7 +392,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         }
     }
 
-    private static func insertAPIKey(_ key: APIKeyRecord, _ connection: PostgresConnection, _ logger: Logger) async throws {
+    private static func insertAPIKey(_ key: APIKeyRecord, _ connection: BatchConnection, _ logger: Logger) async throws {
         try await connection.execute("""
             INSERT INTO api_keys (hash, id, user_id, tenant_id, name, created_at_ms, revoked_at_ms)
             VALUES (\(key.hash), \(key.id), \(key.userID.rawValue), \(key.tenantID?.rawValue), \(key.name),
@@ -404,37 +404,45 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
 
     public func insertSession(_ session: LeaseSession, audit: AuditEvent) async throws {
         let info = String(decoding: try JSONEncoder().encode(session.clientInfo), as: UTF8.self)
-        try await write { connection, logger in
-            try await connection.execute("""
-                INSERT INTO sessions (id, tenant_id, license_id, user_id, hardware_id, idempotency_key, client_info,
-                  created_at_ms, lease_expires_at_ms, ended_at_ms, end_reason)
-                VALUES (\(session.id.rawValue), \(session.tenantID.rawValue), \(session.licenseID.rawValue),
-                  \(session.userID.rawValue), \(session.hardwareID), \(session.idempotencyKey), \(info)::jsonb,
-                  \(session.createdAt.millisecondsSinceEpoch), \(session.leaseExpiresAt.millisecondsSinceEpoch),
-                  \(session.endedAt?.millisecondsSinceEpoch), \(session.endReason?.rawValue))
-                """, logger: logger)
-            try await Self.insertAudit(audit, connection, logger)
+        let write = SessionWrite.combinable(.insert(.init(session: session, clientInfoJSON: info, audit: audit, scope: scope)))
+        // Combined with the batch's other inserts when it can be; else one prepared statement
+        // (one round trip in the batch) for the session row and its audit row.
+        try await self.write(payload: write) { connection, logger in
+            if let write, connection.combinedOutcome(write) != nil { return }
+            _ = try await connection.connection.execute(InsertSessionStatement(session: session, clientInfoJSON: info, audit: audit), logger: logger)
         }
     }
 
-    public func updateLease(session: SessionID, expiresAt: Timestamp) async throws {
-        try await write { connection, logger in
+    /// One autocommit statement on a pool connection (the `read` path), not a group commit: a
+    /// batch of thousands of rows must not hold their locks while a commit batch runs. Rows
+    /// another transaction has locked (a session being ended) are skipped, not waited for.
+    public func updateLeases(_ leases: [SessionID: Timestamp]) async throws {
+        guard !leases.isEmpty else { return }
+        let pairs = leases.sorted { $0.key.rawValue < $1.key.rawValue }
+        let ids = pairs.map(\.key.rawValue)
+        let expiries = pairs.map(\.value.millisecondsSinceEpoch)
+        try await read { connection in
             try await connection.execute("""
-                UPDATE sessions SET lease_expires_at_ms = \(expiresAt.millisecondsSinceEpoch)
-                WHERE id = \(session.rawValue) AND ended_at_ms IS NULL
-                """, logger: logger)
+                UPDATE sessions AS s SET lease_expires_at_ms = v.expires
+                FROM unnest(\(ids)::text[], \(expiries)::bigint[]) AS v(id, expires)
+                WHERE s.id = v.id AND s.id IN (
+                  SELECT id FROM sessions WHERE id = ANY(\(ids)::text[]) AND ended_at_ms IS NULL FOR UPDATE SKIP LOCKED
+                )
+                """, logger: self.core.logger)
         }
     }
 
     public func endSession(_ id: SessionID, at: Timestamp, reason: SessionEndReason, audit: AuditEvent) async throws -> Bool {
-        try await write { connection, logger in
-            let changed = try await connection.query("""
-                UPDATE sessions SET ended_at_ms = \(at.millisecondsSinceEpoch), end_reason = \(reason.rawValue)
-                WHERE id = \(id.rawValue) AND ended_at_ms IS NULL RETURNING id
-                """, logger: logger).collect()
-            guard !changed.isEmpty else { return false }
-            try await Self.insertAudit(audit, connection, logger)
-            return true
+        let write = SessionWrite.combinable(.end(.init(session: id, at: at, reason: reason, audit: audit, scope: scope)))
+        // Combined with the batch's other ends when it can be; else one prepared statement.
+        // Either way the audit row is written only if the session was live.
+        return try await self.write(payload: write) { connection, logger in
+            if let write, let ended = connection.combinedOutcome(write) { return ended }
+            var ended = false
+            for try await _ in try await connection.connection.execute(EndSessionStatement(session: id, at: at, reason: reason, audit: audit), logger: logger) {
+                ended = true
+            }
+            return ended
         }
     }
 
@@ -526,7 +534,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         }
     }
 
-    private static func insertAudit(_ event: AuditEvent, _ connection: PostgresConnection, _ logger: Logger) async throws {
+    private static func insertAudit(_ event: AuditEvent, _ connection: BatchConnection, _ logger: Logger) async throws {
         try await connection.execute("""
             INSERT INTO audit_log (id, at_ms, tenant_id, actor, action, target, outcome)
             VALUES (\(event.id), \(event.at.millisecondsSinceEpoch), \(event.tenantID?.rawValue), \(event.actor?.rawValue),
@@ -534,7 +542,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
             """, logger: logger)
     }
 
-    private static func requireTenant(_ tenant: TenantID, _ connection: PostgresConnection, _ logger: Logger) async throws {
+    private static func requireTenant(_ tenant: TenantID, _ connection: BatchConnection, _ logger: Logger) async throws {
         // Under row-level security another tenant's row is invisible, so it is "not found" too.
         guard try await !connection.query("SELECT 1 FROM tenants WHERE id = \(tenant.rawValue)", logger: logger).collect().isEmpty else {
             throw LicenseError(.notFound, .tenantUnknown, "tenant not found")
@@ -558,12 +566,14 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         }
     }
 
-    private func write<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
+    /// Runs `body` in the next group commit, in this repository's tenant scope. A `payload`
+    /// lets the commit combine the write with like ones (`body` then finds it done).
+    private func write<T: Sendable>(payload: SessionWrite? = nil, _ body: @escaping @Sendable (BatchConnection, Logger) async throws -> T) async throws -> T {
         let scope = self.scope
         let logger = core.logger
         return try await mapErrors {
-            try await core.committer.perform { connection in
-                try await connection.execute("SELECT set_config('coditect.tenant', \(scope), true)", logger: logger)
+            try await core.committer.perform(payload: payload) { connection in
+                try await connection.scope(to: scope)
                 return try await body(connection, logger)
             }
         }

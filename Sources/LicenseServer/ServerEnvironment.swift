@@ -63,6 +63,8 @@ public struct ServerEnvironment: Sendable {
     public let identity: (any IDTokenVerifying)?
     /// Keeps the signing keys in step with the repository (rotations made by other replicas).
     public let keyRefresher: SigningKeyRefresher
+    /// Writes heartbeats' lease expiries behind the calls; run it before the server.
+    public let leaseWriter: LeaseWriterService
 
     /// Opens the backends, prepares the data folder, runs `body` with the environment, and
     /// closes the backends when `body` returns or throws.
@@ -185,9 +187,10 @@ public struct ServerEnvironment: Sendable {
             }
             seats = store
         }
+        let leaseWriter = LeaseWriteBehind(repository: repository, logger: logger)
         let service = LicenseService(
             repository: repository, seats: seats, signer: keyRing, clock: clock,
-            configuration: ServiceConfiguration(issuer: settings.issuer), logger: logger
+            configuration: ServiceConfiguration(issuer: settings.issuer), leaseWriter: leaseWriter, logger: logger
         )
 
         // Bootstrap operator
@@ -211,7 +214,8 @@ public struct ServerEnvironment: Sendable {
         )
         return ServerEnvironment(
             service: service, repository: repository, tls: tls, caCertificatePath: caPath, newBootstrapKey: newKey,
-            identity: identity, keyRefresher: SigningKeyRefresher(repository: repository, signer: keyRing, clock: clock, logger: logger)
+            identity: identity, keyRefresher: SigningKeyRefresher(repository: repository, signer: keyRing, clock: clock, logger: logger),
+            leaseWriter: LeaseWriterService(writer: leaseWriter)
         )
     }
 }

@@ -260,7 +260,8 @@ struct Serve: AsyncParsableCommand {
             fflush(nil)
         }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: server), .init(service: environment.keyRefresher)],
+            // Services stop in reverse order: the lease writer's last flush follows the server's last call.
+            services: [.init(service: environment.leaseWriter), .init(service: server), .init(service: environment.keyRefresher)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))

@@ -235,9 +235,9 @@ final class FailingRepository: LicenseRepository, @unchecked Sendable {
         try check()
         try await inner.insertSession(session, audit: audit)
     }
-    func updateLease(session: SessionID, expiresAt: Timestamp) async throws {
+    func updateLeases(_ leases: [SessionID: Timestamp]) async throws {
         try check()
-        try await inner.updateLease(session: session, expiresAt: expiresAt)
+        try await inner.updateLeases(leases)
     }
     func endSession(_ id: SessionID, at: Timestamp, reason: SessionEndReason, audit: AuditEvent) async throws -> Bool {
         try check()

@@ -28,6 +28,57 @@ struct PostgresRepositoryTests {
             audit: audit("session.acquire", "ses-globex", tenant: "globex"))
     }
 
+    /// Concurrent session writes are combined into one statement per batch; a duplicate, a
+    /// second end, an ended session or another tenant's row in the batch fails (or answers)
+    /// only its own caller, and every write has exactly one audit row.
+    @Test func concurrentSessionWritesAreCombinedAndFailAlone() async throws {
+        let settings = try await PostgresTestServer.shared().createDatabase()
+        try await PostgresTestServer.withRepository(settings) { root in
+            try await root.migrate()
+            try await seedTwoTenants(root)
+            let acme = root.scoped(to: "acme")
+            func session(_ id: String, tenant: String = "acme") -> LeaseSession {
+                LeaseSession(id: SessionID(id), tenantID: TenantID(tenant), licenseID: LicenseID("\(tenant)-pro"), userID: UserID("usr-\(tenant)"),
+                             hardwareID: "hw-\(id)", idempotencyKey: "k-\(id)", clientInfo: ["os": "linux"], createdAt: t0, leaseExpiresAt: t0.advanced(by: .seconds(360)))
+            }
+            let ids = (0..<300).map { "ses-\($0)" }
+            // 300 inserts at once, plus a duplicate of one of them and a row of another tenant.
+            let results = await withTaskGroup(of: (String, Bool).self) { group in
+                for id in ids {
+                    group.addTask { ((try? await acme.insertSession(session(id), audit: audit("session.acquire", id, tenant: "acme"))) != nil ? id : "failed:" + id, true) }
+                }
+                group.addTask { ((try? await acme.insertSession(session("ses-7"), audit: audit("session.acquire", "ses-7", tenant: "acme"))) != nil ? "dup-ok" : "dup-refused", true) }
+                group.addTask { ((try? await acme.insertSession(session("ses-x", tenant: "globex"), audit: audit("session.acquire", "ses-x", tenant: "globex"))) != nil ? "foreign-ok" : "foreign-refused", true) }
+                var all: [String] = []
+                for await (result, _) in group { all.append(result) }
+                return all
+            }
+            #expect(Set(results).isSuperset(of: ids.filter { $0 != "ses-7" }), "every distinct insert succeeded")
+            #expect(results.contains("ses-7") != results.contains("dup-ok"), "exactly one of the two ses-7 inserts succeeded")
+            #expect(results.contains("foreign-refused"))
+            #expect(try await root.session("ses-x") == nil)
+            #expect(try await root.sessions(license: "acme-pro", includeEnded: false).count == 300)
+
+            // Ends at once: each session twice, plus one already ended and one unknown.
+            _ = try await acme.endSession("ses-0", at: t0, reason: .released, audit: audit("session.release", "ses-0", tenant: "acme"))
+            let ended = await withTaskGroup(of: Bool.self) { group in
+                for id in ids + ids + ["ses-missing"] {
+                    group.addTask { (try? await acme.endSession(SessionID(id), at: t0.advanced(by: .seconds(5)), reason: .released, audit: audit("session.release", id, tenant: "acme"))) ?? false }
+                }
+                var count = 0
+                for await wasLive in group where wasLive { count += 1 }
+                return count
+            }
+            #expect(ended == 299, "each live session ended exactly once")
+            #expect(try await root.sessions(license: "acme-pro", includeEnded: false).isEmpty)
+            #expect(try await root.session("ses-5")?.endReason == .released)
+            let audits = try await root.auditEvents(AuditQuery(tenantID: "acme", limit: 5_000))
+            #expect(audits.filter { $0.action == "session.acquire" }.count == 300)
+            #expect(audits.filter { $0.action == "session.release" }.count == 300)
+            #expect(Set(audits.filter { $0.action == "session.release" }.map(\.target)).count == 300)
+        }
+    }
+
     @Test func rowLevelSecurityHidesAndProtectsOtherTenantsRows() async throws {
         let settings = try await PostgresTestServer.shared().createDatabase()
         try await PostgresTestServer.withRepository(settings) { root in

@@ -122,6 +122,17 @@ struct RepositoryConformanceTests {
             #expect(try await repository.session("s1")?.leaseExpiresAt == t0.advanced(by: .seconds(700)))
             #expect(try await repository.sessions(license: "acme-pro", includeEnded: false).map(\.id) == ["s2"])
             #expect(try await repository.sessions(license: "acme-pro", includeEnded: true).map(\.id) == ["s2", "s1"])
+            // A batch moves the live sessions it names and skips ended and unknown ones.
+            try await repository.insertSession(session("s3", at: 20), audit: audit("session.acquire", "s3"))
+            try await repository.updateLeases([
+                "s1": t0.advanced(by: .seconds(5_000)), "s2": t0.advanced(by: .seconds(800)),
+                "s3": t0.advanced(by: .seconds(900)), "missing": t0.advanced(by: .seconds(900)),
+            ])
+            #expect(try await repository.session("s1")?.leaseExpiresAt == t0.advanced(by: .seconds(700)))
+            #expect(try await repository.session("s2")?.leaseExpiresAt == t0.advanced(by: .seconds(800)))
+            #expect(try await repository.session("s3")?.leaseExpiresAt == t0.advanced(by: .seconds(900)))
+            #expect(try await repository.session("missing") == nil)
+            try await repository.updateLeases([:])
             #expect(try await !repository.endSession("missing", at: t0, reason: .released, audit: audit("session.release", "missing")))
         }
     }

@@ -65,7 +65,7 @@ struct TestServer: Sendable {
                 portContinuation.yield(address.port ?? 0)
                 portContinuation.finish()
             }
-            let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
+            let group = ServiceGroup(configuration: .init(services: [.init(service: environment.leaseWriter), .init(service: server)], logger: logger))
             let ca = environment.caCertificatePath!
             let service = environment.service
             try await withThrowingTaskGroup(of: Void.self) { tasks in

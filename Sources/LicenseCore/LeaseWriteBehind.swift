@@ -1,0 +1,133 @@
+import Logging
+import Synchronization
+
+/// Writes session lease expiries to the repository behind the calls that extend them.
+///
+/// A heartbeat's new expiry is authoritative in the seat store at once; the session row's copy
+/// only serves to rebuild seats after a restart and to show administrators when a lease runs
+/// out. So heartbeats record their expiry here and answer without waiting for a commit, and
+/// `run()` writes every pending expiry (the latest per session) in one batch per `interval`.
+/// After a crash the rows lag by at most one interval plus one write, so seats rebuilt from
+/// them expire that much early at worst, far inside any lease time. Ended sessions are never
+/// changed (the repository skips them).
+public final class LeaseWriteBehind: Sendable {
+    private let pending = Mutex<[SessionID: Timestamp]>([:])
+    private struct Control {
+        var stopping = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let control = Mutex(Control())
+    let repository: any LicenseRepository
+    let logger: Logger
+    /// How often pending expiries are written (1 s).
+    public let interval: Duration
+    /// The most expiries written in one statement.
+    public let batchSize: Int
+
+    /// A writer for `repository` (unscoped: it writes sessions of every tenant).
+    public init(repository: any LicenseRepository, interval: Duration = .seconds(1), batchSize: Int = 5_000, logger: Logger = Logger(label: "coditect.license.lease-writer")) {
+        precondition(batchSize > 0, "a batch holds at least one lease")
+        self.repository = repository
+        self.interval = interval
+        self.batchSize = batchSize
+        self.logger = logger
+    }
+
+    /// Records a session's new expiry; a later record for the same session replaces it.
+    public func record(_ session: SessionID, expiresAt: Timestamp) {
+        pending.withLock { pending in
+            if let current = pending[session], current >= expiresAt { return }
+            pending[session] = expiresAt
+        }
+    }
+
+    /// Expiries recorded and not yet written.
+    public var pendingCount: Int { pending.withLock { $0.count } }
+
+    /// Writes everything recorded so far. On a repository failure the unwritten expiries are
+    /// kept for the next flush (unless a newer one was recorded meanwhile) and the error is thrown.
+    public func flush() async throws {
+        let batch = pending.withLock { pending in
+            defer { pending.removeAll(keepingCapacity: true) }
+            return pending
+        }
+        guard !batch.isEmpty else { return }
+        var remaining = batch[...]
+        while !remaining.isEmpty {
+            let chunk = Dictionary(uniqueKeysWithValues: remaining.prefix(batchSize).map { ($0.key, $0.value) })
+            do {
+                try await repository.updateLeases(chunk)
+            } catch {
+                let unwritten = remaining
+                pending.withLock { pending in
+                    for (session, expiry) in unwritten where (pending[session] ?? expiry) <= expiry { pending[session] = expiry }
+                }
+                throw error
+            }
+            remaining = remaining.dropFirst(chunk.count)
+        }
+    }
+
+    /// Flushes every `interval` until `stop()` (or cancellation), then flushes once more.
+    /// Failures are logged and retried at the next interval.
+    public func run() async {
+        while await pause() {
+            await flushLogging()
+        }
+        await flushLogging()
+    }
+
+    /// Makes `run()` flush once more and return at once (graceful shutdown, after the server
+    /// has stopped taking calls).
+    public func stop() {
+        let waiter = control.withLock { control in
+            control.stopping = true
+            defer { control.waiter = nil }
+            return control.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Waits one interval; `false` when stopped or cancelled first.
+    private func pause() async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { [interval] in (try? await Task.sleep(for: interval)) != nil }
+            group.addTask { await self.stopped() }
+            let elapsed = await group.next() ?? false
+            group.cancelAll()
+            return elapsed && !control.withLock(\.stopping)
+        }
+    }
+
+    /// Returns once `stop()` is called or the task is cancelled.
+    private func stopped() async -> Bool {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = control.withLock { control in
+                    if control.stopping || Task.isCancelled { return true }
+                    control.waiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+            return false
+        } onCancel: {
+            let waiter = control.withLock { control in
+                defer { control.waiter = nil }
+                return control.waiter
+            }
+            waiter?.resume()
+        }
+    }
+
+    private func flushLogging() async {
+        do {
+            try await flush()
+        } catch {
+            logger.warning("could not write lease expiries; retrying", metadata: [
+                "pending": "\(pendingCount)", "error": "\((error as? LicenseError)?.message ?? "\(type(of: error))")",
+            ])
+        }
+    }
+}
