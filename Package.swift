@@ -81,6 +81,9 @@ let package = Package(
             dependencies: [
                 "LicenseClient", "LicenseWire",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Atomics", package: "swift-atomics"),
             ],
@@ -198,8 +201,10 @@ let package = Package(
         .executableTarget(
             name: "license-load",
             dependencies: [
-                "LicenseLoad", "LicenseClient", "LicenseWire",
+                "LicenseLoad", "LicenseClient", "LicenseWire", "LicenseServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             path: "Benchmarks/LicenseLoadTool",
             swiftSettings: strict

@@ -17,11 +17,13 @@ struct LicenseLoadTool: AsyncParsableCommand {
           license-load run --scenario plan --users 1000 --connections 50 --duration 30 --ca licensed-data/tls/ca.pem
           license-load run --scenario heartbeat-only --users 10000 --connections 100 --rate 20000 --pid $(pidof licensed)
           license-load run --scenario storm --users 2000 --output json --report storm.json
-          license-load record --scenario plan --license acme-pro --out plan.jsonl   # then edit, and:
-          license-load run --recording plan.jsonl --users 500 --connections 20
+          license-load record --listen 127.0.0.1:7444 --server 127.0.0.1:7443 --ca licensed-data/tls/ca.pem \\
+            --tls-dir proxy-tls --duration 600 --out fleet.jsonl   # point clients at :7444, trusting proxy-tls/ca.pem
+          license-load run --recording fleet.jsonl --users 500 --connections 20
+          license-load write-scenario --scenario plan --out plan.jsonl
           license-load idle --connections 10000 --pid $(pidof licensed)
         """,
-        subcommands: [Run.self, Record.self, Idle.self]
+        subcommands: [Run.self, Record.self, WriteScenario.self, Idle.self]
     )
 }
 

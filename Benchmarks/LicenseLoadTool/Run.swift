@@ -72,8 +72,8 @@ struct Run: AsyncParsableCommand {
     }
 }
 
-struct Record: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write a built-in scenario as a recording file (JSON Lines) to edit or replay.")
+struct WriteScenario: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "write-scenario", abstract: "Write a built-in scenario as a recording file (JSON Lines) to edit or replay.")
     @Option(help: "plan, heartbeat-only or storm.") var scenario = "plan"
     @Option(help: "The license id in the recorded acquires (replay substitutes its own).") var license = "recorded-license"
     @Option(help: "The file to write.") var out: String

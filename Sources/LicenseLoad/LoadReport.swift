@@ -58,16 +58,17 @@ public struct LoadReport: Codable, Sendable {
         }
         let seconds = Double(result.elapsed.components.seconds) + Double(result.elapsed.components.attoseconds) / 1e18
         self.seconds = seconds
-        let order = ["connect", "hello", "acquire", "heartbeat", "release"]
+        let order = ["connect", "hello", "setup acquire", "acquire", "heartbeat", "release", "teardown release"]
+        func inLoop(_ name: String) -> Bool { !["connect", "hello"].contains(name) && !name.hasPrefix("setup ") && !name.hasPrefix("teardown ") }
         calls = result.calls.sorted { (order.firstIndex(of: $0.key) ?? 99, $0.key) < (order.firstIndex(of: $1.key) ?? 99, $1.key) }.map { name, stats in
             func ms(_ percentile: Double) -> Double { Double(stats.latency.valueAtPercentile(percentile)) / 1000 }
             return Call(
                 call: name, count: stats.count, errors: stats.errors,
-                callsPerSecond: seconds > 0 && name != "connect" && name != "hello" ? Double(stats.count) / seconds : 0,
+                callsPerSecond: seconds > 0 && inLoop(name) ? Double(stats.count) / seconds : 0,
                 p50: ms(50), p90: ms(90), p99: ms(99), p999: ms(99.9), max: Double(stats.latency.max) / 1000
             )
         }
-        totalCallsPerSecond = calls.filter { $0.call != "connect" && $0.call != "hello" }.map(\.callsPerSecond).reduce(0, +)
+        totalCallsPerSecond = calls.map(\.callsPerSecond).reduce(0, +)
         sessionsLeft = result.sessionsLeft
         self.daemon = daemon
     }

@@ -106,8 +106,11 @@ public enum LoadRunner {
         }
 
         let start = ContinuousClock.now
-        let deadline = start + options.duration
         let loopEnd = ManagedAtomic<Int64>(0)
+        // The loop's clock (duration, open-loop schedule, throughput) starts when every user
+        // has finished its setup, so that a long setup (10,000 acquires) is not counted as loop time.
+        let barrier = SetupBarrier(count: options.virtualUsers)
+        let hasLoop = !recording.script(user: 0).loop.isEmpty
         let sessionsLeft = ManagedAtomic<Int>(0)
         let interval: Duration? = {
             guard case .openLoop(let rate) = options.pacing, rate > 0 else { return nil }
@@ -137,10 +140,16 @@ public enum LoadRunner {
                             index: user, connection: live[user % live.count], script: recording.script(user: user % recording.users),
                             options: options, shard: shards[user % shards.count], totals: totals
                         )
-                        if let interval {
-                            virtualUser.schedule = (start + interval * (Double(user) / Double(options.virtualUsers)), interval)
-                        }
-                        await virtualUser.run(deadline: deadline, loopEnded: { loopEnd.max(Int64((ContinuousClock.now - start).nanoseconds)) })
+                        await virtualUser.run(
+                            setupDone: {
+                                let loopStart = await barrier.arrive()
+                                if let interval {
+                                    return (loopStart + options.duration, (loopStart + interval * (Double(user) / Double(options.virtualUsers)), interval))
+                                }
+                                return (loopStart + options.duration, nil)
+                            },
+                            loopEnded: { loopEnd.max(Int64((ContinuousClock.now - (hasLoop ? barrier.released ?? start : start)).nanoseconds)) }
+                        )
                         sessionsLeft.wrappingIncrement(by: virtualUser.sessions.count, ordering: .relaxed)
                     }
                 }
@@ -164,6 +173,38 @@ public enum LoadRunner {
             for (call, stats) in shard.snapshot() { all[call, default: CallStats()].add(stats) }
         }
         return all
+    }
+}
+
+/// Holds every virtual user until all have finished their setup, then releases them at one instant.
+final class SetupBarrier: Sendable {
+    private struct State {
+        var remaining: Int
+        var waiters: [CheckedContinuation<ContinuousClock.Instant, Never>] = []
+        var released: ContinuousClock.Instant?
+    }
+
+    private let state: Mutex<State>
+
+    init(count: Int) { state = Mutex(State(remaining: count)) }
+
+    /// The instant the last user arrived.
+    var released: ContinuousClock.Instant? { state.withLock { $0.released } }
+
+    /// Waits for every user to arrive; returns the instant the last one did.
+    func arrive() async -> ContinuousClock.Instant {
+        await withCheckedContinuation { continuation in
+            let wake: ([CheckedContinuation<ContinuousClock.Instant, Never>], ContinuousClock.Instant)? = state.withLock { state in
+                state.remaining -= 1
+                state.waiters.append(continuation)
+                guard state.remaining <= 0 else { return nil }
+                let now = ContinuousClock.now
+                state.released = now
+                defer { state.waiters.removeAll() }
+                return (state.waiters, now)
+            }
+            if let (waiters, now) = wake { for waiter in waiters { waiter.resume(returning: now) } }
+        }
     }
 }
 

@@ -31,8 +31,15 @@ struct VirtualUser {
         self.totals = totals
     }
 
-    mutating func run(deadline: ContinuousClock.Instant, loopEnded: () -> Void) async {
+    /// Runs setup, then (once `setupDone` gives the loop's deadline and open-loop schedule) the
+    /// loop until the deadline or the call limit, then teardown, then releases what is still held.
+    mutating func run(
+        setupDone: () async -> (deadline: ContinuousClock.Instant, schedule: (next: ContinuousClock.Instant, interval: Duration)?),
+        loopEnded: () -> Void
+    ) async {
         for entry in script.setup { await send(entry) }
+        let (deadline, schedule) = await setupDone()
+        self.schedule = schedule
         if !script.loop.isEmpty {
             loop: while true {
                 for entry in script.loop {
@@ -79,8 +86,10 @@ struct VirtualUser {
             break
         }
 
+        // Around a loop, setup and teardown calls are reported apart from the loop's.
+        let label = !script.loop.isEmpty && entry.phase != .loop ? "\(entry.phase.rawValue) \(name)" : name
         var started = ContinuousClock.now
-        if var schedule {
+        if var schedule, entry.phase == .loop {
             if schedule.next > started { try? await Task.sleep(until: schedule.next, clock: .continuous) }
             started = schedule.next   // measured from the intended send time
             schedule.next += schedule.interval
@@ -90,12 +99,12 @@ struct VirtualUser {
         do {
             answer = try await connection.send(call)
         } catch {
-            shard.record(name, since: started, error: LoadRunner.reason(error), totals: totals)
+            shard.record(label, since: started, error: LoadRunner.reason(error), totals: totals)
             if name == "release", let recordedSession { sessions[recordedSession] = nil }
             return
         }
         let status = answer.status
-        shard.record(name, since: started, error: status.isOK ? nil : (status.reason.isEmpty ? "\(status.code)" : status.reason), totals: totals)
+        shard.record(label, since: started, error: status.isOK ? nil : (status.reason.isEmpty ? "\(status.code)" : status.reason), totals: totals)
         guard let recordedSession else { return }
         switch name {
         case "acquire" where status.isOK:

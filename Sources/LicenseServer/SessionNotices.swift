@@ -10,25 +10,44 @@ import Synchronization
 final class SessionNotices: Sendable {
     private struct Holder {
         var connection: UInt64
-        var notices: AsyncStream<ServerFrame>.Continuation
+        var notices: AnswerQueue
     }
 
-    private let holders = Mutex<[String: Holder]>([:])
+    private struct Registry {
+        var holders: [String: Holder] = [:]
+        /// Each connection's sessions, so that closing one costs its own sessions, not all.
+        var sessions: [UInt64: Set<String>] = [:]
+
+        mutating func hold(_ session: String, _ holder: Holder) {
+            if let previous = holders.updateValue(holder, forKey: session), previous.connection != holder.connection {
+                sessions[previous.connection]?.remove(session)
+            }
+            sessions[holder.connection, default: []].insert(session)
+        }
+
+        mutating func drop(_ session: String) -> Holder? {
+            guard let holder = holders.removeValue(forKey: session) else { return nil }
+            sessions[holder.connection]?.remove(session)
+            return holder
+        }
+    }
+
+    private let registry = Mutex(Registry())
     private let nextConnection = Atomic<UInt64>(1)
 
     /// A new id for a connection.
     func connectionID() -> UInt64 { nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue }
 
     /// Records what a successful answer on `connection` means for the registry.
-    func answered(_ request: ClientFrame, with answer: ServerFrame, on connection: UInt64, notices: AsyncStream<ServerFrame>.Continuation) {
+    func answered(_ request: ClientFrame, with answer: ServerFrame, on connection: UInt64, notices: AnswerQueue) {
         guard answer.status.isOK else { return }
         switch request.call {
         case .acquire:
-            holders.withLock { $0[answer.acquire.sessionID] = Holder(connection: connection, notices: notices) }
+            registry.withLock { $0.hold(answer.acquire.sessionID, Holder(connection: connection, notices: notices)) }
         case .heartbeat(let heartbeat):
-            holders.withLock { $0[heartbeat.sessionID] = Holder(connection: connection, notices: notices) }
+            registry.withLock { $0.hold(heartbeat.sessionID, Holder(connection: connection, notices: notices)) }
         case .release(let release):
-            _ = holders.withLock { $0.removeValue(forKey: release.sessionID) }
+            _ = registry.withLock { $0.drop(release.sessionID) }
         case .revokeSession(let revoke):
             notify(revoke.sessionID)
         case .setUserDisabled:
@@ -39,13 +58,15 @@ final class SessionNotices: Sendable {
     }
 
     private func notify(_ session: String) {
-        if let holder = holders.withLock({ $0.removeValue(forKey: session) }) {
+        if let holder = registry.withLock({ $0.drop(session) }) {
             holder.notices.yield(.sessionRevoked(session))
         }
     }
 
     /// Forgets every session held by `connection` (it closed).
     func closed(_ connection: UInt64) {
-        holders.withLock { holders in holders = holders.filter { $0.value.connection != connection } }
+        registry.withLock { registry in
+            for session in registry.sessions.removeValue(forKey: connection) ?? [] { registry.holders[session] = nil }
+        }
     }
 }

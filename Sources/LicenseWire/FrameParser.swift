@@ -77,6 +77,16 @@ public enum FrameEncoder {
         buffer.writeBytes(message)
     }
 
+    /// Frames an already-encoded message body (as `FrameParser` returns it).
+    public static func framed(_ body: ByteBuffer) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(4 + body.readableBytes)
+        buffer.writeInteger(UInt32(body.readableBytes))
+        var body = body
+        buffer.writeBuffer(&body)
+        return buffer
+    }
+
     /// Encodes a protobuf message as one frame.
     public static func frame(_ message: some SwiftProtobufEncodable, allocator: ByteBufferAllocator = .init()) throws -> ByteBuffer {
         let bytes = try message.encodedBytes()

@@ -2,7 +2,9 @@ import Foundation
 import LicenseClient
 import LicenseCore
 import LicenseLoad
+import LicenseServer
 import LicenseWire
+import NIOSSL
 import Testing
 
 /// A short replay of each built-in scenario against the embedded daemon: correctness only
@@ -25,9 +27,16 @@ struct LoadSmokeTests {
             #expect(report.errorCount == 0, "\(report.table())")
             #expect(result.sessionsLeft == 0)
             #expect(result.calls["hello"]?.count == UInt64(options.connections))
-            let acquires = result.calls["acquire"]?.count ?? 0
+            func count(_ names: String...) -> UInt64 { names.compactMap { result.calls[$0]?.count }.reduce(0, +) }
+            let acquires = count("acquire", "setup acquire")
             #expect(acquires >= UInt64(users))
-            #expect(result.calls["release"]?.count == acquires, "every acquired seat is released")
+            #expect(count("release", "teardown release") == acquires, "every acquired seat is released")
+            if scenario == .heartbeatOnly {
+                // Setup is reported apart from the loop, whose clock starts when every user is set up.
+                #expect(count("setup acquire") == UInt64(users))
+                #expect(report.calls.first { $0.call == "setup acquire" }?.callsPerSecond == 0)
+                #expect(report.totalCallsPerSecond == report.calls.first { $0.call == "heartbeat" }?.callsPerSecond)
+            }
             if scenario == .plan {
                 let heartbeats = result.calls["heartbeat"]?.count ?? 0
                 #expect(heartbeats >= 3 * (acquires - UInt64(users)) && heartbeats <= 3 * acquires)
@@ -64,6 +73,80 @@ struct LoadSmokeTests {
             Issue.record("a bad frame was accepted")
         } catch let error as RecordingError {
             #expect(error.description.hasPrefix("line 3"))
+        }
+    }
+
+    /// Real client traffic through the recording proxy: passed on unchanged, recorded without
+    /// the Hello, with each acquire's answered session id; the recording then replays cleanly.
+    @Test func theRecordingProxyCapturesRealClientTrafficThatReplaysCleanly() async throws {
+        try await TestServer.run { server in
+            let keys = try await server.setUpLicense(seats: 10, users: 2)
+            let tlsDir = temporaryPath("proxy-tls")
+            defer { try? FileManager.default.removeItem(atPath: tlsDir) }
+            let files = try LocalCertificateAuthority.ensure(in: tlsDir)
+            let tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(files.serverCertificate).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: files.serverKey, format: .pem))
+            )
+            let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+            let (stopSignal, stop) = AsyncStream.makeStream(of: Void.self)
+            let upstream = server.endpoint
+            let recording = try await withThrowingTaskGroup(of: Recording.self) { group in
+                group.addTask {
+                    try await RecordingProxy(tls: tls, upstream: upstream).record(
+                        host: "127.0.0.1", port: 0, description: "two clients",
+                        onListening: { address in
+                            portContinuation.yield(address.port ?? 0)
+                            portContinuation.finish()
+                        },
+                        until: { for await _ in stopSignal {} }
+                    )
+                }
+                var iterator = ports.makeAsyncIterator()
+                let port = try #require(await iterator.next())
+                let proxy = LicenseServerEndpoint(host: "127.0.0.1", port: port, caFile: files.caCertificate)
+                var sessions: [String] = []
+                for (index, key) in keys.enumerated() {
+                    let connection = try await LicenseConnection.connect(to: proxy)
+                    try await connection.hello(apiKey: key)
+                    let acquired = try await connection.call(.acquire(.with { $0.licenseID = "acme-pro"; $0.hardwareID = "hw-\(index)" })).acquire
+                    for _ in 0..<2 { _ = try await connection.call(.heartbeat(.with { $0.sessionID = acquired.sessionID })) }
+                    _ = try await connection.call(.release(.with { $0.sessionID = acquired.sessionID }))
+                    await connection.close()
+                    sessions.append(acquired.sessionID)
+                }
+                stop.finish()
+                let recording = try #require(try await group.next())
+                return recording
+            }
+            #expect(recording.users == 2)
+            #expect(recording.entries.count == 8, "acquire, two heartbeats and release per client; no Hello")
+            for user in 0..<2 {
+                let script = recording.script(user: user).loop
+                guard script.count == 4, case .acquire(let acquire) = script[0].call, case .heartbeat(let heartbeat) = script[1].call,
+                      case .release(let release) = script[3].call
+                else {
+                    Issue.record("user \(user) recorded \(script.map(\.call))")
+                    continue
+                }
+                #expect(acquire.licenseID == "acme-pro")
+                let session = try #require(script[0].sessionID, "the acquire carries the session the daemon answered")
+                #expect(heartbeat.sessionID == session && release.sessionID == session)
+                #expect(script.map(\.atMs) == script.map(\.atMs).sorted())
+            }
+            #expect(try Recording(decoding: try recording.encoded()) == recording)
+
+            var options = LoadOptions(endpoint: server.endpoint, credentials: keys, virtualUsers: 6, connections: 2, runID: "replayed")
+            options.duration = .milliseconds(500)
+            let result = try await LoadRunner.run(recording, options: options)
+            let report = LoadReport(scenario: "recorded", options: options, result: result, daemon: nil)
+            #expect(report.errorCount == 0, "\(report.table())")
+            #expect(result.sessionsLeft == 0)
+            #expect((result.calls["acquire"]?.count ?? 0) >= 6)
+            #expect((result.calls["release"]?.count ?? 0) + (result.calls["teardown release"]?.count ?? 0) == result.calls["acquire"]?.count,
+                    "every acquire released, in the loop or (cut short by the deadline) at the end")
+            let status = try await server.service.licenseStatus(tenant: nil, license: "acme-pro", by: Self.principal)
+            #expect(status.map(\.seatsUsed) == [0])
         }
     }
 }
