@@ -6,7 +6,10 @@
 #   Benchmarks/bench.sh embedded|redis-postgres EdDSA|RS256 run --scenario plan --users 1000 --connections 50 --duration 10
 #   Benchmarks/bench.sh redis-postgres EdDSA idle --connections 10000
 #
-# Build first: swift build -c release --product licensed --product license-load
+# Build first (two commands: with two --product flags SwiftPM builds only the last):
+#   swift build -c release --product licensed && swift build -c release --product license-load
+# Optional: BENCH_POSTGRES_OPTIONS="&writers=8" (Postgres URL options), BENCH_POSTGRES_FLAGS="-c ..."
+# (server settings), BENCH_KEEP_LOG=FILE (keep the daemon's log).
 set -euo pipefail
 backend=${1:?embedded or redis-postgres}; alg=${2:?EdDSA, RS256 or PS256}; shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +18,12 @@ work=$(mktemp -d /tmp/license-bench.XXXXXX)
 chmod 755 "$work"
 pids=()
 cleanup() {
+  # The daemon first (its graceful shutdown writes pending lease expiries to Postgres), then the
+  # backends. A daemon still running after 30 s is reported and killed, so a run never hangs.
+  if [ -n "${daemon:-}" ] && kill -INT "$daemon" 2>/dev/null; then
+    for _ in $(seq 300); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$daemon" 2>/dev/null; then echo "bench.sh: licensed did not stop within 30 s of SIGINT; killed" >&2; kill -KILL "$daemon"; fi
+  fi
   for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"

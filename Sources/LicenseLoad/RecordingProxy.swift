@@ -101,39 +101,45 @@ public struct RecordingProxy: Sendable {
         try? await client.executeThenClose { fromClient, toClient in
             try await server.executeThenClose { fromServer, toServer in
                 await withTaskGroup(of: Void.self) { directions in
-                    // Client → daemon: record each frame, pass it on.
+                    // Client → daemon: record each frame. Daemon → client: learn acquired session ids.
                     directions.addTask {
-                        var parser = FrameParser(maxFrameBytes: maxFrameBytes)
-                        do {
-                            for try await bytes in fromClient {
-                                parser.append(bytes)
-                                while case .frame(let body) = parser.next() {
-                                    if let frame = try? ClientFrame.decode(body) { log.sent(frame, by: user) }
-                                    try await toServer.write(FrameEncoder.framed(body))
-                                }
-                                if case .invalid = parser.next() { break }
-                            }
-                        } catch {}
+                        await Self.pass(fromClient, to: toServer, maxFrameBytes: maxFrameBytes) { body in
+                            if let frame = try? ClientFrame.decode(body) { log.sent(frame, by: user) }
+                        }
                     }
-                    // Daemon → client: learn acquired session ids, pass every frame on.
                     directions.addTask {
-                        var parser = FrameParser(maxFrameBytes: maxFrameBytes)
-                        do {
-                            for try await bytes in fromServer {
-                                parser.append(bytes)
-                                while case .frame(let body) = parser.next() {
-                                    if let frame = try? ServerFrame.decode(body) { log.answered(frame, to: user) }
-                                    try await toClient.write(FrameEncoder.framed(body))
-                                }
-                                if case .invalid = parser.next() { break }
-                            }
-                        } catch {}
+                        await Self.pass(fromServer, to: toClient, maxFrameBytes: maxFrameBytes) { body in
+                            if let frame = try? ServerFrame.decode(body) { log.answered(frame, to: user) }
+                        }
                     }
                     // Either side closing ends both.
                     await directions.next()
                     directions.cancelAll()
                 }
             }
+        }
+    }
+}
+
+extension RecordingProxy {
+    /// Passes frames from one side to the other, showing each to `observe` first, until the
+    /// input ends, fails, or breaks the framing.
+    static func pass(
+        _ input: NIOAsyncChannelInboundStream<ByteBuffer>, to output: NIOAsyncChannelOutboundWriter<ByteBuffer>,
+        maxFrameBytes: Int, observe: (ByteBuffer) -> Void
+    ) async {
+        var parser = FrameParser(maxFrameBytes: maxFrameBytes)
+        do {
+            for try await bytes in input {
+                parser.append(bytes)
+                while case .frame(let body) = parser.next() {
+                    observe(body)
+                    try await output.write(FrameEncoder.framed(body))
+                }
+                if case .invalid = parser.next() { return }
+            }
+        } catch {
+            // The peer closed or TLS failed: this direction is done.
         }
     }
 }

@@ -172,11 +172,7 @@ final class BatchConnection: @unchecked Sendable {
     /// of the session), if it is not set already.
     func scope(to scope: String) async throws {
         guard scope != self.scope else { return }
-        if autocommit {
-            for try await _ in try await connection.execute(SetSessionScopeStatement(scope: scope), logger: logger) {}
-        } else {
-            for try await _ in try await connection.execute(SetScopeStatement(scope: scope), logger: logger) {}
-        }
+        for try await _ in try await connection.execute(SetScopeStatement(scope: scope, local: !autocommit), logger: logger) {}
         self.scope = scope
     }
 

@@ -5,36 +5,21 @@ import PostgresNIO
 // keeps them by name), so Postgres neither parses nor plans them again on each call. Before
 // they were prepared, parsing and planning were half of Postgres's CPU time under load.
 
-/// Sets the row-level-security scope for the rest of the transaction.
+/// Sets the row-level-security scope for the rest of the transaction (`local`) or, outside
+/// a transaction, for the connection's session.
 struct SetScopeStatement: PostgresPreparedStatement {
     static let name = "coditect_set_scope"
-    static let sql = "SELECT set_config('coditect.tenant', $1, true)"
-    static let bindingDataTypes: [PostgresDataType] = [.text]
+    static let sql = "SELECT set_config('coditect.tenant', $1, $2)"
+    static let bindingDataTypes: [PostgresDataType] = [.text, .bool]
     typealias Row = String
 
     var scope: String
+    var local: Bool
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 1)
+        var bindings = PostgresBindings(capacity: 2)
         bindings.append(scope)
-        return bindings
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
-}
-
-/// Sets the row-level-security scope for the connection's session (statements outside a transaction).
-struct SetSessionScopeStatement: PostgresPreparedStatement {
-    static let name = "coditect_set_session_scope"
-    static let sql = "SELECT set_config('coditect.tenant', $1, false)"
-    static let bindingDataTypes: [PostgresDataType] = [.text]
-    typealias Row = String
-
-    var scope: String
-
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 1)
-        bindings.append(scope)
+        bindings.append(local)
         return bindings
     }
 

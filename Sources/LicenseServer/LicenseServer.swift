@@ -85,7 +85,7 @@ public final class LicenseServer: Service {
         let channel = connection.channel
         let machine = LockedStateMachine()
         let limiter = InFlightLimiter(slots: configuration.maxInFlightPerConnection)
-        let answer = AnswerQueue()
+        let (answers, answer) = AsyncStream.makeStream(of: ServerFrame.self)
         let dispatcher = self.dispatcher
         let drainTimeout = configuration.drainTimeout
         let reconnectAfter = configuration.reconnectAfter
@@ -95,16 +95,14 @@ public final class LicenseServer: Service {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 await withDiscardingTaskGroup { group in
-                    // The one writer: answers in completion order, all that are ready in one write;
-                    // its end closes the channel.
+                    // The one writer: answers in completion order; its end closes the channel.
                     group.addTask {
-                        while let frames = await answer.next() {
-                            var bytes = channel.allocator.buffer(capacity: 256 * frames.count)
-                            for frame in frames {
-                                if var encoded = try? FrameEncoder.frame(frame, allocator: channel.allocator) { bytes.writeBuffer(&encoded) }
+                        for await frame in answers {
+                            let isAnswer = frame.id != 0
+                            if let bytes = try? FrameEncoder.frame(frame, allocator: channel.allocator) {
+                                try? await outbound.write(bytes)
                             }
-                            try? await outbound.write(bytes)
-                            for frame in frames where frame.id != 0 {
+                            if isAnswer {
                                 limiter.release()
                                 if machine.withLock({ $0.answerWritten() }) == .close { answer.finish() }
                             }
@@ -149,7 +147,7 @@ public final class LicenseServer: Service {
 
     private func handleFrame(
         _ body: ByteBuffer, connectionID: UInt64, peer: String, channel: any Channel, recheck: CredentialRecheck, machine: LockedStateMachine, limiter: InFlightLimiter,
-        answer: AnswerQueue, group: inout DiscardingTaskGroup, dispatcher: Dispatcher
+        answer: AsyncStream<ServerFrame>.Continuation, group: inout DiscardingTaskGroup, dispatcher: Dispatcher
     ) async {
         let request: ClientFrame
         do {

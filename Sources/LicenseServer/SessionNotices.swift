@@ -10,7 +10,7 @@ import Synchronization
 final class SessionNotices: Sendable {
     private struct Holder {
         var connection: UInt64
-        var notices: AnswerQueue
+        var notices: AsyncStream<ServerFrame>.Continuation
     }
 
     private struct Registry {
@@ -39,7 +39,7 @@ final class SessionNotices: Sendable {
     func connectionID() -> UInt64 { nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue }
 
     /// Records what a successful answer on `connection` means for the registry.
-    func answered(_ request: ClientFrame, with answer: ServerFrame, on connection: UInt64, notices: AnswerQueue) {
+    func answered(_ request: ClientFrame, with answer: ServerFrame, on connection: UInt64, notices: AsyncStream<ServerFrame>.Continuation) {
         guard answer.status.isOK else { return }
         switch request.call {
         case .acquire:
