@@ -16,7 +16,7 @@ public final class SQLiteLicenseRepository: LicenseRepository {
     private let writer: GroupCommitWriter
     private let writeConnection: SQLiteConnection
     private let readConnection: SQLiteConnection
-    private let licenseCache = LicenseMemo()
+    private let licenseCache = LicenseCache()
 
     /// Opens (creating if needed) the database file at `path`. Call `migrate()` before use.
     public static func open(path: String, logger: Logger = Logger(label: "coditect.license.sqlite")) async throws -> SQLiteLicenseRepository {

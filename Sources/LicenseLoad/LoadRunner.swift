@@ -53,8 +53,9 @@ public struct LoadProgress: Sendable {
 public struct LoadResult: Sendable {
     /// By call: `connect` (TCP + TLS), `hello`, `acquire`, `heartbeat`, `release`, …
     public var calls: [String: CallStats]
-    /// The measured phase: from the first call after the connections were open to the end of
-    /// the last virtual user's loop (teardown releases are counted in the calls, not the time).
+    /// The measured phase: from the moment every virtual user finished its setup to the end of
+    /// the last user's loop; for a recording with no loop (a storm), from the first call after
+    /// the connections were open to the end of the last setup. Teardown is not counted.
     public var elapsed: Duration
     public var connectionsOpened: Int
     /// Sessions still held when the run ended (0 unless releases failed).
@@ -110,7 +111,7 @@ public enum LoadRunner {
         // The loop's clock (duration, open-loop schedule, throughput) starts when every user
         // has finished its setup, so that a long setup (10,000 acquires) is not counted as loop time.
         let barrier = SetupBarrier(count: options.virtualUsers)
-        let hasLoop = !recording.script(user: 0).loop.isEmpty
+        let hasLoop = recording.entries.contains { $0.phase == .loop }
         let sessionsLeft = ManagedAtomic<Int>(0)
         let interval: Duration? = {
             guard case .openLoop(let rate) = options.pacing, rate > 0 else { return nil }

@@ -23,7 +23,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         /// connection, so one lane's round trips do not hold up the others.
         let committers: [PostgresGroupCommitter]
         let nextLane = ManagedAtomic<Int>(0)
-        let cache = LicenseCache()
+        let cache = LicenseCache(maxAge: .seconds(30), trusted: false)
         let settings: PostgresSettings
         let logger: Logger
 
