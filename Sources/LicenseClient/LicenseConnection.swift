@@ -72,27 +72,8 @@ public final class LicenseConnection: Sendable {
     /// `onNotice`, when given, is called on the connection's event loop with each server notice
     /// (as well as the notice being put on ``notices``); it must not block.
     public static func connect(to endpoint: LicenseServerEndpoint, onNotice: (@Sendable (Coditect_License_V1_Notice) -> Void)? = nil) async throws -> LicenseConnection {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
-        tls.applicationProtocols = [WireProtocol.alpn]
-        if let caFile = endpoint.caFile {
-            do {
-                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
-            } catch {
-                throw LicenseCallError(code: .invalidArgument, reason: "INVALID_CA", message: "cannot read a PEM certificate from \(caFile)")
-            }
-        }
-        if let certificateFile = endpoint.clientCertificateFile, let keyFile = endpoint.clientKeyFile {
-            do {
-                tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { .certificate($0) }
-                tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
-            } catch {
-                throw LicenseCallError(code: .invalidArgument, reason: "INVALID_CLIENT_CERTIFICATE", message: "cannot read the client certificate \(certificateFile) and key \(keyFile) (PEM)")
-            }
-        }
-        let sslContext = try NIOSSLContext(configuration: tls)
-        let name = endpoint.serverName ?? endpoint.host
-        let isIP = name.contains(":") || name.split(separator: ".").allSatisfy { UInt8($0) != nil }
+        let sslContext = try NIOSSLContext(configuration: try endpoint.tlsConfiguration())
+        let serverHostname = endpoint.tlsServerHostname
         let (notices, continuation) = AsyncStream.makeStream(of: Coditect_License_V1_Notice.self)
         let maxFrame = endpoint.maxFrameBytes
         do {
@@ -102,7 +83,7 @@ public final class LicenseConnection: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
-                        try sync.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: isIP ? nil : name))
+                        try sync.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname))
                         try sync.addHandler(ClientFrameHandler(maxFrameBytes: maxFrame, notices: continuation, onNotice: onNotice))
                     }
                 }
@@ -197,5 +178,39 @@ public final class LicenseConnection: Sendable {
     /// A verifier for lease tokens built from the server's published keys.
     public func tokenVerifier(issuer: String = "coditect-licensed") async throws -> LeaseTokenVerifier {
         LeaseTokenVerifier(keys: try JWKS.decode(try await signingKeysJSON()), issuer: issuer)
+    }
+}
+
+extension LicenseServerEndpoint {
+    /// The client TLS configuration for this endpoint: TLS 1.2 or later, the protocol's ALPN,
+    /// the given CA (else the system's roots) and, for mutual TLS, the client certificate.
+    public func tlsConfiguration() throws -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.applicationProtocols = [WireProtocol.alpn]
+        if let caFile {
+            do {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            } catch {
+                throw LicenseCallError(code: .invalidArgument, reason: "INVALID_CA", message: "cannot read a PEM certificate from \(caFile)")
+            }
+        }
+        if let clientCertificateFile, let clientKeyFile {
+            do {
+                tls.certificateChain = try NIOSSLCertificate.fromPEMFile(clientCertificateFile).map { .certificate($0) }
+                tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: clientKeyFile, format: .pem))
+            } catch {
+                throw LicenseCallError(code: .invalidArgument, reason: "INVALID_CLIENT_CERTIFICATE", message: "cannot read the client certificate \(clientCertificateFile) and key \(clientKeyFile) (PEM)")
+            }
+        }
+        return tls
+    }
+
+    /// The name checked against the server's certificate (SNI): `serverName` or the host, or
+    /// `nil` for an IP address (checked against the certificate's IP entries instead).
+    public var tlsServerHostname: String? {
+        let name = serverName ?? host
+        let isIP = name.contains(":") || name.split(separator: ".").allSatisfy { UInt8($0) != nil }
+        return isIP ? nil : name
     }
 }

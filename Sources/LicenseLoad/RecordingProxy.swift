@@ -38,13 +38,7 @@ public struct RecordingProxy: Sendable {
         var serverTLS = tls
         serverTLS.applicationProtocols = [WireProtocol.alpn]
         let serverContext = try NIOSSLContext(configuration: serverTLS)
-        var clientTLS = TLSConfiguration.makeClientConfiguration()
-        clientTLS.minimumTLSVersion = .tlsv12
-        clientTLS.applicationProtocols = [WireProtocol.alpn]
-        if let caFile = upstream.caFile {
-            clientTLS.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
-        }
-        let clientContext = try NIOSSLContext(configuration: clientTLS)
+        let clientContext = try NIOSSLContext(configuration: try upstream.tlsConfiguration())
         let log = RecordingLog()
 
         let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -80,8 +74,7 @@ public struct RecordingProxy: Sendable {
     /// Passes one client's traffic to a connection of its own to the daemon, both ways, until
     /// either side closes.
     private func relay(_ client: NIOAsyncChannel<ByteBuffer, ByteBuffer>, user: Int, clientContext: NIOSSLContext, log: RecordingLog) async {
-        let name = upstream.serverName ?? upstream.host
-        let isIP = name.contains(":") || name.split(separator: ".").allSatisfy { UInt8($0) != nil }
+        let serverHostname = upstream.tlsServerHostname
         let server: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
             server = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -89,7 +82,7 @@ public struct RecordingProxy: Sendable {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connect(host: upstream.host, port: upstream.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: clientContext, serverHostname: isIP ? nil : name))
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: clientContext, serverHostname: serverHostname))
                         return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }
