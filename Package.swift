@@ -101,18 +101,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // hiredis's RESP reply parser (Debian: libhiredis-dev).
-        .systemLibrary(
-            name: "CHiredis",
-            path: "Sources/CHiredis",
-            pkgConfig: "hiredis",
-            providers: [.apt(["libhiredis-dev"])]
-        ),
         // Production seat store: Redis (or Redis Cluster) over SwiftNIO, Lua seat scripts.
         .target(
             name: "LicenseRedis",
             dependencies: [
-                "LicenseCore", "CHiredis",
+                "LicenseCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -218,6 +211,16 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Examples/LicenseExample",
+            swiftSettings: strict
+        ),
+        // libFuzzer target for the RESP decoder (a replayer of saved inputs when built normally).
+        .executableTarget(
+            name: "resp-fuzz",
+            dependencies: [
+                "LicenseRedis",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Fuzz/RESPFuzz",
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,4 +1,3 @@
-import CHiredis
 import NIOCore
 
 /// A command on its way out, with the promise its reply completes.
@@ -7,12 +6,13 @@ struct RedisRequest {
     var promise: EventLoopPromise<RESPValue>
 }
 
-/// Encodes commands as RESP arrays, parses replies with hiredis's reader, and answers requests in
+/// Encodes commands as RESP arrays, parses replies with `RESPDecoder`, and answers requests in
 /// order (Redis answers a connection's commands in the order they were sent, so many commands may
 /// be in flight at once: pipelining).
 ///
 /// A command not answered within `timeout` fails every pending command and closes the
-/// connection: after a missing reply the stream can no longer be matched to its requests.
+/// connection: after a missing reply the stream can no longer be matched to its requests. A reply
+/// that is not valid RESP, or breaks the decoder's limits, does the same for this connection only.
 final class RedisCommandHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = Never
@@ -25,23 +25,18 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     }
 
     private let timeout: TimeAmount
-    private var reader: UnsafeMutablePointer<redisReader>?
+    private let decoder: NIOSingleStepByteToMessageProcessor<RESPDecoder>
     private var pending = CircularBuffer<Pending>(initialCapacity: 16)
     private var timer: Scheduled<Void>?
     private var failure: RedisClientError?
 
-    init(timeout: TimeAmount) {
+    init(timeout: TimeAmount, limits: RESPDecoder.Limits = RESPDecoder.Limits()) {
         self.timeout = timeout
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        reader = redisReaderCreate()
+        self.decoder = NIOSingleStepByteToMessageProcessor(RESPDecoder(limits: limits))
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         failAll(RedisClientError(.connectionClosed, "the Redis connection closed"))
-        if let reader { redisReaderFree(reader) }
-        reader = nil
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -64,25 +59,19 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let reader else { return }
-        let buffer = unwrapInboundIn(data)
-        let fed = buffer.withUnsafeReadableBytes { bytes in
-            redisReaderFeed(reader, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count)
-        }
-        guard fed == REDIS_OK else { return fail(context: context, .protocolError, "hiredis refused the reply bytes") }
-        while true {
-            var raw: UnsafeMutableRawPointer?
-            guard redisReaderGetReply(reader, &raw) == REDIS_OK else {
-                return fail(context: context, .protocolError, "the reply was not valid RESP")
+        guard failure == nil else { return }
+        do {
+            try decoder.process(buffer: unwrapInboundIn(data)) { value in
+                if case .push = value { return }  // out of band (RESP3), never a command's answer
+                guard let next = pending.popFirst() else {
+                    throw RedisClientError(.protocolError, "a reply arrived with no command waiting for it")
+                }
+                next.promise.succeed(value)
             }
-            guard let raw else { break }
-            let reply = raw.assumingMemoryBound(to: redisReply.self)
-            let value = Self.convert(reply)
-            freeReplyObject(raw)
-            guard let next = pending.popFirst() else {
-                return fail(context: context, .protocolError, "a reply arrived with no command waiting for it")
-            }
-            next.promise.succeed(value)
+        } catch let error as RedisClientError {
+            return fail(context: context, error.code, error.message)
+        } catch {
+            return fail(context: context, .protocolError, "the Redis reply could not be read")
         }
         if pending.isEmpty {
             timer?.cancel()
@@ -122,33 +111,5 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         timer?.cancel()
         timer = nil
         while let next = pending.popFirst() { next.promise.fail(error) }
-    }
-
-    private static func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RESPValue {
-        let r = reply.pointee
-        switch r.type {
-        case REDIS_REPLY_STRING:
-            return .bulkString(bytes(r.str, r.len))
-        case REDIS_REPLY_STATUS:
-            return .simpleString(String(decoding: bytes(r.str, r.len), as: UTF8.self))
-        case REDIS_REPLY_ERROR:
-            return .error(String(decoding: bytes(r.str, r.len), as: UTF8.self))
-        case REDIS_REPLY_INTEGER:
-            return .integer(Int64(r.integer))
-        case REDIS_REPLY_ARRAY:
-            var elements: [RESPValue] = []
-            elements.reserveCapacity(Int(r.elements))
-            for i in 0..<Int(r.elements) {
-                if let element = r.element[i] { elements.append(convert(element)) } else { elements.append(.null) }
-            }
-            return .array(elements)
-        default:
-            return .null
-        }
-    }
-
-    private static func bytes(_ pointer: UnsafeMutablePointer<CChar>?, _ count: Int) -> [UInt8] {
-        guard let pointer, count > 0 else { return [] }
-        return pointer.withMemoryRebound(to: UInt8.self, capacity: count) { Array(UnsafeBufferPointer(start: $0, count: count)) }
     }
 }

@@ -1,2 +1,0 @@
-#include <hiredis/read.h>
-#include <hiredis/hiredis.h>

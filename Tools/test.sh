@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The one test command: installs what the test suites need and this machine lacks, then builds and
+# runs the whole suite. Arguments go to `swift test` (e.g. `Tools/test.sh --filter RESP`).
+#
+# Installs, only when missing:
+#   redis-server, redis-cli   Debian's redis-server and redis-tools (the Redis seat-store tests
+#                             start their own servers and a three-master Redis Cluster)
+#   joserfc                   from PyPI (the independent JOSE verifier of the token tests)
+#   a `postgres` user         when run as root (PostgreSQL refuses to run as root)
+# PostgreSQL 15's server binaries (initdb, postgres) must be present already; they are looked for
+# on PATH and in /usr/lib/postgresql/*/bin.
+# Installing needs root and apt-get; without them it stops with one line naming what to install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "Tools/test.sh: $*" >&2; }
+
+if ! command -v initdb >/dev/null || ! command -v postgres >/dev/null; then
+  for dir in /usr/lib/postgresql/*/bin; do
+    if [ -x "$dir/initdb" ] && [ -x "$dir/postgres" ]; then export PATH="$PATH:$dir"; break; fi
+  done
+fi
+
+packages=()
+command -v redis-server >/dev/null || packages+=(redis-server)
+command -v redis-cli >/dev/null || packages+=(redis-tools)
+if ((${#packages[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing ${packages[*]} (Debian packages)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  else
+    say "missing ${packages[*]}: install them (Debian: sudo apt-get install ${packages[*]}) and run again"
+    exit 1
+  fi
+fi
+
+if ! python3 -c "import joserfc" 2>/dev/null; then
+  say "installing joserfc (PyPI)"
+  python3 -m pip install --quiet joserfc || { say "missing the Python package joserfc: pip install joserfc"; exit 1; }
+fi
+
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  say "creating the postgres user the test databases run as"
+  useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
+fi
+
+for tool in redis-server redis-cli initdb postgres python3; do
+  command -v "$tool" >/dev/null || { say "missing $tool (PostgreSQL 15's server binaries must be installed: initdb, postgres)"; exit 1; }
+done
+
+swift build --build-tests
+swift test --skip-build "$@"
