@@ -49,5 +49,13 @@ for tool in redis-server redis-cli initdb postgres python3; do
   command -v "$tool" >/dev/null || { say "missing $tool (PostgreSQL 15's server binaries must be installed: initdb, postgres)"; exit 1; }
 done
 
-swift build --build-tests
+# Build products, not `swift build --build-tests`: that also builds every dependency's plugin tools
+# (swift-protobuf's protoc in C++, protoc-gen-swift, ArgumentParser's manual generators) and, once
+# it has, the next `swift run licensectl` compiles SwiftProtobuf again and the next full build
+# compiles the plugin tools again (docs/architecture.md, "Build churn"). Product builds share
+# their results: `swift run licensed` after this command compiles nothing.
+for product in licensed licensectl license-example license-load license-bench resp-fuzz; do
+  swift build --product "$product"
+done
+swift build --product coditect-license-serverPackageTests
 swift test --skip-build "$@"

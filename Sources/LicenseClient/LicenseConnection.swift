@@ -76,22 +76,35 @@ public final class LicenseConnection: Sendable {
         let serverHostname = endpoint.tlsServerHostname
         let (notices, continuation) = AsyncStream.makeStream(of: Coditect_License_V1_Notice.self)
         let maxFrame = endpoint.maxFrameBytes
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let handshake = loop.makePromise(of: Void.self)
         do {
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            let channel = try await ClientBootstrap(group: loop)
                 .connectTimeout(TimeAmount(endpoint.connectTimeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname))
+                        try sync.addHandler(HandshakeWaiter(promise: handshake))
                         try sync.addHandler(ClientFrameHandler(maxFrameBytes: maxFrame, notices: continuation, onNotice: onNotice))
                     }
                 }
                 .connect(host: endpoint.host, port: endpoint.port).get()
+            do {
+                // The handshake is bounded by the connect timeout as well.
+                let timeout = loop.scheduleTask(in: TimeAmount(endpoint.connectTimeout)) { handshake.fail(ChannelError.connectTimeout(TimeAmount(endpoint.connectTimeout))) }
+                defer { timeout.cancel() }
+                try await handshake.futureResult.get()
+            } catch {
+                try? await channel.close()
+                throw error
+            }
             return LicenseConnection(channel: channel, callTimeout: endpoint.callTimeout, notices: notices)
         } catch {
+            handshake.fail(ChannelError.ioOnClosedChannel)
             continuation.finish()
-            throw LicenseCallError(code: .unavailable, reason: "CONNECT_FAILED", message: "cannot connect to \(endpoint.host):\(endpoint.port)")
+            throw LicenseCallError.connectFailure(error, endpoint: endpoint)
         }
     }
 
@@ -189,6 +202,7 @@ extension LicenseServerEndpoint {
         tls.minimumTLSVersion = .tlsv12
         tls.applicationProtocols = [WireProtocol.alpn]
         if let caFile {
+            try Self.requireFile(caFile, what: "CA certificate")
             do {
                 tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
             } catch {
@@ -196,6 +210,8 @@ extension LicenseServerEndpoint {
             }
         }
         if let clientCertificateFile, let clientKeyFile {
+            try Self.requireFile(clientCertificateFile, what: "client certificate")
+            try Self.requireFile(clientKeyFile, what: "client key")
             do {
                 tls.certificateChain = try NIOSSLCertificate.fromPEMFile(clientCertificateFile).map { .certificate($0) }
                 tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: clientKeyFile, format: .pem))
@@ -204,6 +220,12 @@ extension LicenseServerEndpoint {
             }
         }
         return tls
+    }
+
+    private static func requireFile(_ path: String, what: String) throws {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw LicenseCallError(code: .invalidArgument, reason: "NO_SUCH_FILE", message: "no such file: \(path) (the \(what))")
+        }
     }
 
     /// The name checked against the server's certificate (SNI): `serverName` or the host, or

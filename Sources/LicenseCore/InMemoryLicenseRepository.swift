@@ -36,7 +36,7 @@ public final class InMemoryLicenseRepository: LicenseRepository {
 
     public func updateTenant(_ tenant: Tenant, audit: AuditEvent) async throws {
         try state.withLock { state in
-            guard state.tenants[tenant.id] != nil else { throw LicenseError.tenantNotFound() }
+            guard state.tenants[tenant.id] != nil else { throw LicenseError.tenantNotFound(tenant.id) }
             state.tenants[tenant.id] = tenant
             state.audit.append(audit)
         }
@@ -52,7 +52,7 @@ public final class InMemoryLicenseRepository: LicenseRepository {
 
     public func createLicense(_ license: License, audit: AuditEvent) async throws {
         try state.withLock { state in
-            guard state.tenants[license.tenantID] != nil else { throw LicenseError.tenantNotFound() }
+            guard state.tenants[license.tenantID] != nil else { throw LicenseError.tenantNotFound(license.tenantID) }
             guard state.licenses[license.id] == nil else { throw Self.exists("license") }
             state.licenses[license.id] = license
             state.audit.append(audit)
@@ -69,7 +69,7 @@ public final class InMemoryLicenseRepository: LicenseRepository {
 
     public func updateLicense(_ license: License, audit: AuditEvent) async throws {
         try state.withLock { state in
-            guard state.licenses[license.id] != nil else { throw LicenseError.licenseNotFound() }
+            guard state.licenses[license.id] != nil else { throw LicenseError.licenseNotFound(license.id) }
             state.licenses[license.id] = license
             state.audit.append(audit)
         }
@@ -77,7 +77,7 @@ public final class InMemoryLicenseRepository: LicenseRepository {
 
     public func createUser(_ user: User, apiKey: APIKeyRecord?, audit: AuditEvent?) async throws {
         try state.withLock { state in
-            if let tenant = user.tenantID, state.tenants[tenant] == nil { throw LicenseError.tenantNotFound() }
+            if let tenant = user.tenantID, state.tenants[tenant] == nil { throw LicenseError.tenantNotFound(tenant) }
             guard state.users[user.id] == nil else { throw Self.exists("user") }
             if let apiKey, state.apiKeys[apiKey.hash] != nil { throw Self.exists("api key") }
             if let identity = user.identity, state.users.values.contains(where: { $0.identity == identity }) { throw Self.exists("identity") }
@@ -105,7 +105,7 @@ public final class InMemoryLicenseRepository: LicenseRepository {
 
     public func updateUser(_ user: User, audit: AuditEvent?) async throws {
         try state.withLock { state in
-            guard state.users[user.id] != nil else { throw LicenseError(.notFound, .userUnknown, "user not found") }
+            guard state.users[user.id] != nil else { throw LicenseError.userNotFound(user.id) }
             if let identity = user.identity, state.users.values.contains(where: { $0.identity == identity && $0.id != user.id }) {
                 throw Self.exists("identity")
             }
@@ -124,7 +124,7 @@ public final class InMemoryLicenseRepository: LicenseRepository {
 
     public func createAPIKey(_ key: APIKeyRecord, audit: AuditEvent) async throws {
         try state.withLock { state in
-            guard state.users[key.userID] != nil else { throw LicenseError(.notFound, .userUnknown, "user not found") }
+            guard state.users[key.userID] != nil else { throw LicenseError.userNotFound(key.userID) }
             guard state.apiKeys[key.hash] == nil else { throw Self.exists("api key") }
             state.apiKeys[key.hash] = key
             state.audit.append(audit)

@@ -126,16 +126,27 @@ extension LicenseError {
         LicenseError(.invalidArgument, .invalidRequest, message)
     }
 
-    static func licenseNotFound() -> LicenseError {
-        LicenseError(.notFound, .licenseUnknown, "license not found")
+    /// NOT_FOUND naming the id asked for (the caller's own input: naming it reveals nothing,
+    /// and another tenant's entities answer the same as missing ones).
+    public static func licenseNotFound(_ id: LicenseID) -> LicenseError {
+        LicenseError(.notFound, .licenseUnknown, "license '\(id.rawValue)' not found")
     }
 
-    static func sessionNotFound() -> LicenseError {
-        LicenseError(.notFound, .sessionUnknown, "session not found")
+    public static func sessionNotFound(_ id: SessionID) -> LicenseError {
+        LicenseError(.notFound, .sessionUnknown, "session '\(id.rawValue)' not found")
     }
 
-    static func tenantNotFound() -> LicenseError {
-        LicenseError(.notFound, .tenantUnknown, "tenant not found")
+    public static func tenantNotFound(_ id: TenantID) -> LicenseError {
+        LicenseError(.notFound, .tenantUnknown, "tenant '\(id.rawValue)' not found")
+    }
+
+    public static func userNotFound(_ id: UserID) -> LicenseError {
+        LicenseError(.notFound, .userUnknown, "user '\(id.rawValue)' not found")
+    }
+
+    /// ALREADY_EXISTS naming the kind of entity and its id.
+    public static func alreadyExists(_ what: String, _ id: String) -> LicenseError {
+        LicenseError(.alreadyExists, .alreadyExists, "\(what) '\(id)' already exists")
     }
 
     static func forbidden(_ message: String) -> LicenseError {

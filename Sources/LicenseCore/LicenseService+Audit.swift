@@ -16,13 +16,42 @@ extension LicenseService {
             let found = try await visibleUser(UserID(user), to: principal)
             all = try await backend("the repository") { try await repository.sessions(user: found.id, includeEnded: includeEnded) }
             readsAll = found.tenantID.map(principal.reads) ?? principal.isOperator
+        case (true, true):
+            // Everything the caller may see: every license's sessions for operators, the tenant's
+            // for its administrators and service accounts, one's own for anyone else.
+            if principal.isOperator || principal.tenantID.map(principal.reads) == true {
+                let scope = principal.isOperator ? nil : principal.tenantID
+                let licenses = try await backend("the repository") { try await repository.licenses(tenant: scope) }
+                var sessions: [LeaseSession] = []
+                for license in licenses {
+                    sessions += try await backend("the repository") { try await repository.sessions(license: license.id, includeEnded: includeEnded) }
+                }
+                all = sessions
+                readsAll = true
+            } else {
+                all = try await backend("the repository") { try await repository.sessions(user: principal.userID, includeEnded: includeEnded) }
+                readsAll = false
+            }
         default:
-            throw LicenseError.invalid("give exactly one of license_id and user_id")
+            throw LicenseError.invalid("give at most one of license_id and user_id")
         }
         let now = clock.now()
         let visible = readsAll ? all : all.filter { $0.userID == principal.userID }
         // A lapsed lease no longer holds a seat even before the repository row is closed.
         return includeEnded ? visible : visible.filter { $0.isLive(at: now) }
+    }
+
+    /// The display names of users, for lists that show user ids (sessions). Names of users the
+    /// principal may not see are left out.
+    public func userNames(_ ids: Set<UserID>, by principal: Principal) async throws -> [UserID: String] {
+        let repository = repository(for: principal)
+        var names: [UserID: String] = [:]
+        for id in ids {
+            guard let user = try await backend("the repository", { try await repository.user(id) }) else { continue }
+            let visible = user.id == principal.userID || principal.isOperator || (user.tenantID.map(principal.reads) ?? false)
+            if visible { names[id] = user.name }
+        }
+        return names
     }
 
     /// Audit events, newest first: every tenant's for operators, their own tenant's for

@@ -19,7 +19,9 @@ extension LicenseService {
         )
         try Self.validateTerms(license)
         let audit = AuditEvent(at: license.createdAt, tenantID: license.tenantID, actor: principal.userID, action: "license.create", target: licenseID)
-        try await backend("the repository") { try await repository.createLicense(license, audit: audit) }
+        try await creating("license", id: license.id.rawValue, exists: { try await repository.license(license.id) != nil }) {
+            try await repository.createLicense(license, audit: audit)
+        }
         return license
     }
 
@@ -126,11 +128,13 @@ extension LicenseService {
     func visibleTenantScope(_ tenant: String?, to principal: Principal) throws -> TenantID? {
         if let tenant, !tenant.isEmpty {
             try Validation.id(tenant, field: "tenant_id")
-            guard principal.belongs(to: TenantID(tenant)) else { throw LicenseError.tenantNotFound() }
+            guard principal.belongs(to: TenantID(tenant)) else { throw LicenseError.tenantNotFound(TenantID(tenant)) }
             return TenantID(tenant)
         }
         if principal.isOperator { return nil }
-        guard let own = principal.tenantID else { throw LicenseError.tenantNotFound() }
+        guard let own = principal.tenantID else {
+            throw LicenseError(.notFound, .tenantUnknown, "you belong to no tenant: name one (operators)")
+        }
         return own
     }
 }

@@ -7,7 +7,9 @@ extension LicenseService {
         try Validation.id(tenantID, field: "id")
         let tenant = Tenant(id: TenantID(tenantID), name: name, createdAt: clock.now())
         let audit = AuditEvent(at: tenant.createdAt, tenantID: tenant.id, actor: principal.userID, action: "tenant.create", target: tenantID)
-        try await backend("the repository") { try await repository.createTenant(tenant, audit: audit) }
+        try await creating("tenant", id: tenant.id.rawValue, exists: { try await repository.tenant(tenant.id) != nil }) {
+            try await repository.createTenant(tenant, audit: audit)
+        }
         return tenant
     }
 
@@ -88,7 +90,7 @@ extension LicenseService {
         let repository = repository(for: principal)
         guard principal.belongs(to: id),
               let tenant = try await backend("the repository", { try await repository.tenant(id) })
-        else { throw LicenseError.tenantNotFound() }
+        else { throw LicenseError.tenantNotFound(id) }
         return tenant
     }
 

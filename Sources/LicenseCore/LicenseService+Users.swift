@@ -30,7 +30,9 @@ extension LicenseService {
         let key = command.withAPIKey ? APIKey.generate() : nil
         let record = key.map { APIKeyRecord(hash: APIKey.hash($0), userID: user.id, tenantID: tenantID, name: "first", createdAt: now) }
         let audit = AuditEvent(at: now, tenantID: tenantID, actor: principal.userID, action: "user.create", target: user.id.rawValue)
-        try await backend("the repository") { try await repository.createUser(user, apiKey: record, audit: audit) }
+        try await creating("user", id: user.id.rawValue, exists: { try await repository.user(user.id) != nil }) {
+            try await repository.createUser(user, apiKey: record, audit: audit)
+        }
         return CreatedUser(user: user, apiKey: key)
     }
 
@@ -136,7 +138,7 @@ extension LicenseService {
         let repository = repository(for: principal)
         guard let user = try await backend("the repository", { try await repository.user(id) }),
               user.id == principal.userID || principal.isOperator || (user.tenantID != nil && user.tenantID == principal.tenantID)
-        else { throw LicenseError(.notFound, .userUnknown, "user not found") }
+        else { throw LicenseError.userNotFound(id) }
         return user
     }
 
@@ -154,7 +156,7 @@ extension LicenseService {
         try Validation.id(id, field: "key_id")
         guard let key = try await backend("the repository", { try await repository(for: principal).apiKey(id: id) }),
               key.userID == principal.userID || principal.isOperator || (key.tenantID != nil && key.tenantID == principal.tenantID)
-        else { throw LicenseError(.notFound, .apiKeyUnknown, "API key not found") }
+        else { throw LicenseError(.notFound, .apiKeyUnknown, "API key '\(id)' not found") }
         guard key.userID == principal.userID || principal.isOperator || key.tenantID.map(principal.administers) == true else {
             throw LicenseError.forbidden("only administrators manage other users' keys")
         }

@@ -160,7 +160,7 @@ public struct LicenseService: Sendable {
         let session = try await ownedSession(sessionID, by: principal)
         try checkNotEnded(session)
         guard let license = try await backend("the repository", { try await repository.license(session.licenseID) }) else {
-            throw LicenseError.licenseNotFound()
+            throw LicenseError.licenseNotFound(session.licenseID)
         }
         let now = clock.now()
         try checkUsable(license, at: now)
@@ -223,7 +223,7 @@ public struct LicenseService: Sendable {
         try Validation.id(sessionID, field: "session_id")
         guard let session = try await backend("the repository", { try await repository.session(SessionID(sessionID)) }),
               principal.belongs(to: session.tenantID)
-        else { throw LicenseError.sessionNotFound() }
+        else { throw LicenseError.sessionNotFound(SessionID(sessionID)) }
         guard principal.administers(session.tenantID) else {
             throw LicenseError.forbidden("this call needs an operator or the tenant's administrator")
         }
@@ -256,7 +256,7 @@ public struct LicenseService: Sendable {
     /// The session's row if it has ended; `nil` if it is live.
     private func endedSession(_ id: SessionID, in repository: any LicenseRepository) async throws -> LeaseSession? {
         let row = try await backend("the repository") { try await repository.session(id) }
-        guard let row else { throw LicenseError.sessionNotFound() }
+        guard let row else { throw LicenseError.sessionNotFound(id) }
         return row.endedAt == nil ? nil : row
     }
 
@@ -273,7 +273,7 @@ public struct LicenseService: Sendable {
         let repository = repository(for: principal)
         guard let license = try await backend("the repository", { try await repository.license(id) }),
               principal.belongs(to: license.tenantID)
-        else { throw LicenseError.licenseNotFound() }
+        else { throw LicenseError.licenseNotFound(id) }
         return license
     }
 
@@ -289,7 +289,7 @@ public struct LicenseService: Sendable {
             if let session, session.endedAt == nil { directory.remember(session) }
         }
         guard let session, session.userID == principal.userID || principal.administers(session.tenantID) else {
-            throw LicenseError.sessionNotFound()
+            throw LicenseError.sessionNotFound(sessionID)
         }
         return session
     }
@@ -350,6 +350,18 @@ public struct LicenseService: Sendable {
 
     func backend<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
         try await callingBackend(what, logger: logger, body)
+    }
+
+    /// Runs a repository create; when it answers ALREADY_EXISTS and an entity with the id does
+    /// exist (`exists`), the error names the kind and the id. Another clash (an e-mail address,
+    /// an identity) keeps its own message.
+    func creating<T>(_ what: String, id: String, exists: () async throws -> Bool, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await backend("the repository", body)
+        } catch let error as LicenseError where error.code == .alreadyExists {
+            guard (try? await exists()) == true else { throw error }
+            throw LicenseError.alreadyExists(what, id)
+        }
     }
 }
 

@@ -160,7 +160,7 @@ public final class SQLiteLicenseRepository: LicenseRepository {
                     .text(tenant.name), .text(tenant.status.rawValue), .text(tenant.provisioning.rawValue), .text(domains),
                     tenant.identityTenant.map { .text($0) } ?? .null, .text(tenant.id.rawValue),
                 ])
-            guard !changed.isEmpty else { throw LicenseError(.notFound, .tenantUnknown, "tenant not found") }
+            guard !changed.isEmpty else { throw LicenseError.tenantNotFound(tenant.id) }
             try await Self.insertAudit(audit, db)
         }
     }
@@ -181,7 +181,7 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         let features = String(decoding: try JSONEncoder().encode(license.features), as: UTF8.self)
         try await write { db in
             guard try await !db.query("SELECT 1 FROM tenants WHERE id = ?", [.text(license.tenantID.rawValue)]).isEmpty else {
-                throw LicenseError(.notFound, .tenantUnknown, "tenant not found")
+                throw LicenseError.tenantNotFound(license.tenantID)
             }
             _ = try await db.query("""
                 INSERT INTO licenses (id, tenant_id, name, seats, lease_ttl_ms, heartbeat_interval_ms, offline_grace_ms,
@@ -224,7 +224,7 @@ public final class SQLiteLicenseRepository: LicenseRepository {
                     .optionalMS(license.validFrom), .optionalMS(license.validUntil), .text(features), .text(license.status.rawValue),
                     .text(license.id.rawValue),
                 ])
-            guard !changed.isEmpty else { throw LicenseError(.notFound, .licenseUnknown, "license not found") }
+            guard !changed.isEmpty else { throw LicenseError.licenseNotFound(license.id) }
             try await Self.insertAudit(audit, db)
         }
     }
@@ -235,7 +235,7 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         try await write { db in
             if let tenant = user.tenantID,
                try await db.query("SELECT 1 FROM tenants WHERE id = ?", [.text(tenant.rawValue)]).isEmpty {
-                throw LicenseError(.notFound, .tenantUnknown, "tenant not found")
+                throw LicenseError.tenantNotFound(tenant)
             }
             _ = try await db.query("""
                 INSERT INTO users (id, tenant_id, name, role, disabled, created_at_ms, email, identity_issuer, identity_subject)
@@ -281,7 +281,7 @@ public final class SQLiteLicenseRepository: LicenseRepository {
                     .text(user.name), .integer(user.disabled ? 1 : 0), .optionalText(user.email),
                     .optionalText(user.identity?.issuer), .optionalText(user.identity?.subject), .text(user.id.rawValue),
                 ])
-            guard !changed.isEmpty else { throw LicenseError(.notFound, .userUnknown, "user not found") }
+            guard !changed.isEmpty else { throw LicenseError.userNotFound(user.id) }
             if let audit { try await Self.insertAudit(audit, db) }
         }
     }
@@ -299,7 +299,7 @@ public final class SQLiteLicenseRepository: LicenseRepository {
     public func createAPIKey(_ key: APIKeyRecord, audit: AuditEvent) async throws {
         try await write { db in
             guard try await !db.query("SELECT 1 FROM users WHERE id = ?", [.text(key.userID.rawValue)]).isEmpty else {
-                throw LicenseError(.notFound, .userUnknown, "user not found")
+                throw LicenseError.userNotFound(key.userID)
             }
             try await Self.insertAPIKey(key, db)
             try await Self.insertAudit(audit, db)

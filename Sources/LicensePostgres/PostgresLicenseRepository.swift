@@ -200,7 +200,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
                   email_domains = \(tenant.emailDomains), identity_tenant = \(tenant.identityTenant)
                 WHERE id = \(tenant.id.rawValue) RETURNING id
                 """, logger: logger).collect()
-            guard !changed.isEmpty else { throw LicenseError(.notFound, .tenantUnknown, "tenant not found") }
+            guard !changed.isEmpty else { throw LicenseError.tenantNotFound(tenant.id) }
             try await Self.insertAudit(audit, connection, logger)
         }
     }
@@ -268,7 +268,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
                   valid_until_ms = \(license.validUntil?.millisecondsSinceEpoch), features = \(license.features), status = \(license.status.rawValue)
                 WHERE id = \(license.id.rawValue) RETURNING id
                 """, logger: logger).collect()
-            guard !changed.isEmpty else { throw LicenseError(.notFound, .licenseUnknown, "license not found") }
+            guard !changed.isEmpty else { throw LicenseError.licenseNotFound(license.id) }
             try await Self.insertAudit(audit, connection, logger)
         }
         // This daemon reads its own change at once; other replicas drop their copies on the NOTIFY.
@@ -331,7 +331,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
                   identity_issuer = \(user.identity?.issuer), identity_subject = \(user.identity?.subject)
                 WHERE id = \(user.id.rawValue) RETURNING id
                 """, logger: logger).collect()
-            guard !changed.isEmpty else { throw LicenseError(.notFound, .userUnknown, "user not found") }
+            guard !changed.isEmpty else { throw LicenseError.userNotFound(user.id) }
             if let audit { try await Self.insertAudit(audit, connection, logger) }
         }
     }
@@ -355,7 +355,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
     public func createAPIKey(_ key: APIKeyRecord, audit: AuditEvent) async throws {
         try await write { connection, logger in
             guard try await !connection.query("SELECT 1 FROM users WHERE id = \(key.userID.rawValue)", logger: logger).collect().isEmpty else {
-                throw LicenseError(.notFound, .userUnknown, "user not found")
+                throw LicenseError.userNotFound(key.userID)
             }
             try await Self.insertAPIKey(key, connection, logger)
             try await Self.insertAudit(audit, connection, logger)
@@ -545,7 +545,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
     private static func requireTenant(_ tenant: TenantID, _ connection: BatchConnection, _ logger: Logger) async throws {
         // Under row-level security another tenant's row is invisible, so it is "not found" too.
         guard try await !connection.query("SELECT 1 FROM tenants WHERE id = \(tenant.rawValue)", logger: logger).collect().isEmpty else {
-            throw LicenseError(.notFound, .tenantUnknown, "tenant not found")
+            throw LicenseError.tenantNotFound(tenant)
         }
     }
 

@@ -207,8 +207,13 @@ public struct Dispatcher: Sendable {
 
         case .listSessions(let request):
             var list = Coditect_License_V1_SessionList()
-            list.sessions = try await service.listSessions(license: request.licenseID, user: request.userID, includeEnded: request.includeEnded, by: principal)
-                .map(Coditect_License_V1_SessionInfo.init)
+            let sessions = try await service.listSessions(license: request.licenseID, user: request.userID, includeEnded: request.includeEnded, by: principal)
+            let names = try await service.userNames(Set(sessions.map(\.userID)), by: principal)
+            list.sessions = sessions.map { session in
+                var info = Coditect_License_V1_SessionInfo(session)
+                info.userName = names[session.userID] ?? ""
+                return info
+            }
             frame.sessions = list
         case .revokeSession(let request):
             _ = try await service.revoke(session: request.sessionID, by: principal)

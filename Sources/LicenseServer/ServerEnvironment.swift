@@ -72,14 +72,25 @@ public struct ServerEnvironment: Sendable {
         _ settings: Settings, clock: any WallClock = SystemWallClock(), logger: Logger,
         _ body: @Sendable (ServerEnvironment) async throws -> T
     ) async throws -> T {
-        try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let redis = settings.redis.map { RedisClient(configuration: $0, logger: logger) }
         defer { redis?.close() }
+        return try await withRepository(settings, logger: logger) { repository in
+            try await body(try await prepare(settings, repository: repository, redis: redis, clock: clock, logger: logger))
+        }
+    }
+
+    /// Opens the repository the settings name (SQLite in the data folder, or Postgres), brings
+    /// its schema up to date (SQLite always, Postgres with `migrateOnStart`) or refuses a schema
+    /// this build cannot use, runs `body`, and closes it.
+    public static func withRepository<T: Sendable>(
+        _ settings: Settings, logger: Logger, _ body: @Sendable (any LicenseRepository) async throws -> T
+    ) async throws -> T {
+        try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         guard let postgresSettings = settings.postgres else {
             let sqlite = try await SQLiteLicenseRepository.open(path: settings.dataDirectory + "/licensed.sqlite", logger: logger)
             do {
                 try await sqlite.migrate()
-                let result = try await body(try await prepare(settings, repository: sqlite, redis: redis, clock: clock, logger: logger))
+                let result = try await body(sqlite)
                 try await sqlite.close()
                 return result
             } catch {
@@ -103,7 +114,7 @@ public struct ServerEnvironment: Sendable {
             if try await postgres.roleBypassesRowLevelSecurity() {
                 logger.warning("the Postgres role is a superuser or has BYPASSRLS: row-level security does not apply; connect as an ordinary role")
             }
-            return try await body(try await prepare(settings, repository: postgres, redis: redis, clock: clock, logger: logger))
+            return try await body(postgres)
         }
     }
 

@@ -23,7 +23,10 @@ struct KeyCommand: AsyncParsableCommand {
     }
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create an API key for yourself, or (administrators) for a user of your tenant.")
+        static let configuration = CommandConfiguration(
+            abstract: "Create an API key for yourself, or (administrators) for a user of your tenant.",
+            discussion: "Examples:\n  licensectl key create --name laptop\n  licensectl key create --user usr_alice --name ci"
+        )
         @OptionGroup var connection: Connection
         @Option(help: "The user (default: you).") var user: String = ""
         @Option(help: "A label, e.g. laptop or ci.") var name: String = ""
@@ -39,7 +42,10 @@ struct KeyCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List API keys: yours, a user's, or a tenant's (administrators).")
+        static let configuration = CommandConfiguration(
+            abstract: "List API keys: yours, a user's, or a tenant's (administrators).",
+            discussion: "Examples:\n  licensectl key list\n  licensectl key list --tenant acme"
+        )
         @OptionGroup var connection: Connection
         @Option(help: "One user's keys.") var user: String = ""
         @Option(help: "A tenant's keys.") var tenant: String = ""
@@ -57,7 +63,10 @@ struct KeyCommand: AsyncParsableCommand {
     }
 
     struct Rotate: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Replace a key with a new one; the old key stops working at once.")
+        static let configuration = CommandConfiguration(
+            abstract: "Replace a key with a new one; the old key stops working at once.",
+            discussion: "Example:\n  licensectl key rotate key_0123456789abcdef"
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The key id (key_…).") var key: String
 
@@ -71,7 +80,10 @@ struct KeyCommand: AsyncParsableCommand {
     }
 
     struct Revoke: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke a key at once.")
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a key at once.",
+            discussion: "Example:\n  licensectl key revoke key_0123456789abcdef"
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The key id (key_…).") var key: String
 
@@ -104,7 +116,7 @@ struct AuditCommand: AsyncParsableCommand {
     @Option(help: "Only this action (license.update), or actions under a prefix ending in '.' (session.).") var action: String = ""
     @Option(help: "From this time on: a date, a date-time, or an age (24h, 7d).") var since: String?
     @Option(help: "Before this time.") var until: String?
-    @Option(help: "At most this many events (default 100, at most 1000).") var limit: UInt32 = 100
+    @Option(parsing: .unconditional, help: "At most this many events (default 100, at most 1000).", transform: CountArgument.parser("--limit")) var limit: UInt32 = 100
 
     func run() async throws {
         var request = Coditect_License_V1_QueryAuditRequest()
@@ -137,7 +149,10 @@ struct SigningKeyCommand: AsyncParsableCommand {
     )
 
     struct Rotate: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Make a new signing key current.")
+        static let configuration = CommandConfiguration(
+            abstract: "Make a new signing key current.",
+            discussion: "Examples:\n  licensectl signing-key rotate\n  licensectl signing-key rotate --algorithm RS256"
+        )
         @OptionGroup var connection: Connection
         @Option(help: "EdDSA, RS256 or PS256 (default: the current key's).") var algorithm: String = ""
 

@@ -25,15 +25,18 @@ struct LicenseCommand: AsyncParsableCommand {
     }
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a license with N concurrent seats (operators).")
+        static let configuration = CommandConfiguration(
+            abstract: "Create a license with N concurrent seats (operators).",
+            discussion: "Example:\n  licensectl license create --tenant acme --seats 10 --id acme-pro --features ai,sync"
+        )
         @OptionGroup var connection: Connection
         @Option(help: "The tenant that owns it.") var tenant: String
-        @Option(help: "Concurrent seats.") var seats: UInt32
+        @Option(parsing: .unconditional, help: "Concurrent seats.", transform: CountArgument.parser("--seats")) var seats: UInt32
         @Option(help: "Display name.") var name: String = "CODITECT"
         @Option(help: "An id (default: generated).") var id: String = ""
-        @Option(name: .customLong("lease-ttl"), help: "Lease TTL in seconds (default 360).") var leaseTTL: UInt32 = 0
-        @Option(name: .customLong("heartbeat"), help: "Heartbeat interval in seconds (default 300).") var heartbeat: UInt32 = 0
-        @Option(name: .customLong("offline-grace"), help: "Offline grace in seconds (default 86400).") var grace: UInt32 = 0
+        @Option(name: .customLong("lease-ttl"), parsing: .unconditional, help: "Lease TTL in seconds (default 360).", transform: CountArgument.parser("--lease-ttl")) var leaseTTL: UInt32 = 0
+        @Option(name: .customLong("heartbeat"), parsing: .unconditional, help: "Heartbeat interval in seconds (default 300).", transform: CountArgument.parser("--heartbeat")) var heartbeat: UInt32 = 0
+        @Option(name: .customLong("offline-grace"), parsing: .unconditional, help: "Offline grace in seconds (default 86400).", transform: CountArgument.parser("--offline-grace")) var grace: UInt32 = 0
         @Option(name: .customLong("valid-from"), help: "Not usable before this date (2027-01-01 or a date-time).") var validFrom: String?
         @Option(name: .customLong("valid-until"), help: "Not usable from this date on.") var validUntil: String?
         @Option(help: "Comma-separated feature names.") var features: String = ""
@@ -57,7 +60,10 @@ struct LicenseCommand: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a license.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show a license.",
+            discussion: "Example:\n  licensectl license show acme-pro --output json"
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The license id.") var license: String
 
@@ -73,15 +79,21 @@ struct LicenseCommand: AsyncParsableCommand {
     struct Update: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Change seats, validity, lease times, features or name (operators). Only the options given change.",
-            discussion: "Live sessions keep their seats when seats shrink; new lease times apply from each session's next heartbeat."
+            discussion: """
+            Live sessions keep their seats when seats shrink; new lease times apply from each session's next heartbeat.
+
+            Examples:
+              licensectl license update acme-pro --seats 25 --valid-until 2027-12-31
+              licensectl license update acme-pro --valid-until none --features ai,sync
+            """
         )
         @OptionGroup var connection: Connection
         @Argument(help: "The license id.") var license: String
         @Option(help: "A new display name.") var name: String?
-        @Option(help: "Concurrent seats.") var seats: UInt32?
-        @Option(name: .customLong("lease-ttl"), help: "Lease TTL in seconds.") var leaseTTL: UInt32?
-        @Option(name: .customLong("heartbeat"), help: "Heartbeat interval in seconds.") var heartbeat: UInt32?
-        @Option(name: .customLong("offline-grace"), help: "Offline grace in seconds.") var grace: UInt32?
+        @Option(parsing: .unconditional, help: "Concurrent seats.", transform: CountArgument.parser("--seats")) var seats: UInt32?
+        @Option(name: .customLong("lease-ttl"), parsing: .unconditional, help: "Lease TTL in seconds.", transform: CountArgument.parser("--lease-ttl")) var leaseTTL: UInt32?
+        @Option(name: .customLong("heartbeat"), parsing: .unconditional, help: "Heartbeat interval in seconds.", transform: CountArgument.parser("--heartbeat")) var heartbeat: UInt32?
+        @Option(name: .customLong("offline-grace"), parsing: .unconditional, help: "Offline grace in seconds.", transform: CountArgument.parser("--offline-grace")) var grace: UInt32?
         @Option(name: .customLong("valid-from"), help: "A date, or 'none' to remove the bound.") var validFrom: String?
         @Option(name: .customLong("valid-until"), help: "A date, or 'none' to remove the bound.") var validUntil: String?
         @Option(help: "Comma-separated feature names (replaces the list; '' clears it).") var features: String?
@@ -107,7 +119,10 @@ struct LicenseCommand: AsyncParsableCommand {
     }
 
     struct Suspend: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Suspend a license: acquires and heartbeats fail with LICENSE_SUSPENDED (operators).")
+        static let configuration = CommandConfiguration(
+            abstract: "Suspend a license: acquires and heartbeats fail with LICENSE_SUSPENDED (operators).",
+            discussion: "Example:\n  licensectl license suspend acme-pro"
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The license id.") var license: String
 
@@ -115,7 +130,10 @@ struct LicenseCommand: AsyncParsableCommand {
     }
 
     struct Resume: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Make a suspended license active again (operators).")
+        static let configuration = CommandConfiguration(
+            abstract: "Make a suspended license active again (operators).",
+            discussion: "Example:\n  licensectl license resume acme-pro"
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The license id.") var license: String
 
@@ -132,7 +150,10 @@ struct LicenseCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List licenses.")
+        static let configuration = CommandConfiguration(
+            abstract: "List licenses.",
+            discussion: "Examples:\n  licensectl license list\n  licensectl license list --tenant acme"
+        )
         @OptionGroup var connection: Connection
         @Option(help: "Only this tenant's (operators see every tenant by default).") var tenant: String = ""
 

@@ -25,7 +25,9 @@ struct Licensectl: AsyncParsableCommand {
           licensectl audit --tenant acme --action session. --since 24h
           licensectl status --output json
 
-        Exit status: 0 success, 1 refused or invalid, 3 not authenticated or not allowed, 4 server unavailable.
+        Exit status: 0 success; 1 refused or invalid (an unknown id, no seats, an untrusted server \
+        certificate, a missing file); 3 not authenticated or not allowed; 4 server unavailable (not \
+        running, unreachable, or a backend of it down); 64 usage error (an unknown command, flag or value).
         """,
         subcommands: [
             Status.self, TenantCommand.self, LicenseCommand.self, UserCommand.self, SessionCommand.self, KeyCommand.self,
@@ -81,7 +83,8 @@ struct Connection: ParsableArguments {
             }
             await connection.close()
         } catch let error as LicenseCallError {
-            FileHandle.standardError.write(Data("licensectl: \(error.codeName) \(error.reason): \(error.message)\n".utf8))
+            let hint = error.reason == "TLS_UNTRUSTED" ? " (--ca FILE or LICENSECTL_CA)" : ""
+            FileHandle.standardError.write(Data("licensectl: \(error.codeName) \(error.reason): \(error.message)\(hint)\n".utf8))
             throw ExitCode(Self.exitStatus(error))
         } catch let error as ProfileError {
             FileHandle.standardError.write(Data("licensectl: \(error.message)\n".utf8))
@@ -140,6 +143,10 @@ struct Connection: ParsableArguments {
     }
 
     static func secret(from path: String, what: String) throws -> String {
+        let expanded = (path as NSString).expandingTildeInPath
+        guard FileManager.default.fileExists(atPath: expanded) else {
+            throw ProfileError(message: "no such file: \(path) (the \(what) file)")
+        }
         guard let data = FileManager.default.contents(atPath: (path as NSString).expandingTildeInPath) else {
             throw ProfileError(message: "cannot read the \(what) file \(path)")
         }
@@ -193,6 +200,19 @@ enum Table {
     }
 
     static func orDash(_ text: String) -> String { text.isEmpty ? "-" : text }
+}
+
+/// Whole-number options (`--seats`, `--limit`, …): a negative value is refused as what it is
+/// ("must be ≥ 0"), not taken for a flag ("missing value"). Use with `parsing: .unconditional`.
+enum CountArgument {
+    static func parser(_ option: String) -> @Sendable (String) throws -> UInt32 {
+        { text in
+            guard let value = Int64(text) else { throw ValidationError("\(option) must be a whole number, not '\(text)'") }
+            guard value >= 0 else { throw ValidationError("\(option) must be ≥ 0, not \(value)") }
+            guard value <= Int64(UInt32.max) else { throw ValidationError("\(option) must be at most \(UInt32.max)") }
+            return UInt32(value)
+        }
+    }
 }
 
 /// Command-line time values: an ISO 8601 date or date-time, or an age such as `90m`, `24h`, `7d`

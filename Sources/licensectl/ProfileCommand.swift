@@ -14,7 +14,10 @@ struct ProfileCommand: AsyncParsableCommand {
     )
 
     struct Set: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create or change a profile (and make it current if it is the first).")
+        static let configuration = CommandConfiguration(
+            abstract: "Create or change a profile (and make it current if it is the first).",
+            discussion: "Example:\n  licensectl profile set local --server 127.0.0.1:7443 --ca licensed-data/tls/ca.pem --api-key lk_…"
+        )
         @Argument(help: "The profile's name.") var name: String
         @Option(help: "Server HOST:PORT.") var server: String?
         @Option(help: "CA certificate PEM file.") var ca: String?
@@ -57,7 +60,10 @@ struct ProfileCommand: AsyncParsableCommand {
     }
 
     struct Use: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Make a profile the current one.")
+        static let configuration = CommandConfiguration(
+            abstract: "Make a profile the current one.",
+            discussion: "Example:\n  licensectl profile use prod"
+        )
         @Argument(help: "The profile's name.") var name: String
 
         func run() async throws {
@@ -77,7 +83,10 @@ struct ProfileCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List profiles (credentials are never printed).")
+        static let configuration = CommandConfiguration(
+            abstract: "List profiles (credentials are never printed).",
+            discussion: "Example:\n  licensectl profile list"
+        )
 
         func run() async throws {
             do {

@@ -24,7 +24,10 @@ struct TenantCommand: AsyncParsableCommand {
     }
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a tenant (operators).")
+        static let configuration = CommandConfiguration(
+            abstract: "Create a tenant (operators).",
+            discussion: "Example:\n  licensectl tenant create \"Acme Corp\" --id acme"
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The tenant's display name.") var name: String
         @Option(help: "An id of [A-Za-z0-9._:-] (default: generated).") var id: String = ""
@@ -40,7 +43,10 @@ struct TenantCommand: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a tenant.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show a tenant.",
+            discussion: "Example:\n  licensectl tenant show acme"
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The tenant id.") var tenant: String
 
@@ -54,7 +60,10 @@ struct TenantCommand: AsyncParsableCommand {
     }
 
     struct Update: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Change a tenant's name or sign-in settings (domains and identity tenant: operators).")
+        static let configuration = CommandConfiguration(
+            abstract: "Change a tenant's name or sign-in settings (domains and identity tenant: operators).",
+            discussion: "Example:\n  licensectl tenant update acme --name \"Acme Inc\""
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The tenant id.") var tenant: String
         @Option(help: "A new display name.") var name: String?
@@ -79,7 +88,10 @@ struct TenantCommand: AsyncParsableCommand {
     }
 
     struct Suspend: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Suspend a tenant: its users can no longer sign in (operators).")
+        static let configuration = CommandConfiguration(
+            abstract: "Suspend a tenant: its users can no longer sign in (operators).",
+            discussion: "Example:\n  licensectl tenant suspend acme"
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The tenant id.") var tenant: String
 
@@ -87,7 +99,10 @@ struct TenantCommand: AsyncParsableCommand {
     }
 
     struct Resume: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Make a suspended tenant active again (operators).")
+        static let configuration = CommandConfiguration(
+            abstract: "Make a suspended tenant active again (operators).",
+            discussion: "Example:\n  licensectl tenant resume acme"
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The tenant id.") var tenant: String
 
@@ -104,7 +119,10 @@ struct TenantCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List tenants (operators: every tenant; others: their own).")
+        static let configuration = CommandConfiguration(
+            abstract: "List tenants (operators: every tenant; others: their own).",
+            discussion: "Example:\n  licensectl tenant list --output json"
+        )
         @OptionGroup var connection: Connection
 
         func run() async throws {

@@ -20,7 +20,10 @@ struct UserCommand: AsyncParsableCommand {
     static let columns = ["user", "tenant", "name", "role", "email", "status", "identity"]
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a user; its first API key is printed once.")
+        static let configuration = CommandConfiguration(
+            abstract: "Create a user; its first API key is printed once.",
+            discussion: "Example:\n  licensectl user create --tenant acme --name Alice --email alice@acme.test"
+        )
         @OptionGroup var connection: Connection
         @Option(help: "The user's tenant (empty for --role operator).") var tenant: String = ""
         @Option(help: "Display name.") var name: String
@@ -46,7 +49,10 @@ struct UserCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List a tenant's users (administrators).")
+        static let configuration = CommandConfiguration(
+            abstract: "List a tenant's users (administrators).",
+            discussion: "Example:\n  licensectl user list --tenant acme"
+        )
         @OptionGroup var connection: Connection
         @Option(help: "The tenant (default: your own; operators: every user).") var tenant: String = ""
 
@@ -61,7 +67,10 @@ struct UserCommand: AsyncParsableCommand {
     }
 
     struct Disable: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Disable a user: no more sign-ins, and its live sessions are revoked.")
+        static let configuration = CommandConfiguration(
+            abstract: "Disable a user: no more sign-ins, and its live sessions are revoked.",
+            discussion: "Example:\n  licensectl user disable usr_0123456789abcdef"
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The user id.") var user: String
 
@@ -69,7 +78,10 @@ struct UserCommand: AsyncParsableCommand {
     }
 
     struct Enable: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Enable a disabled user again.")
+        static let configuration = CommandConfiguration(
+            abstract: "Enable a disabled user again.",
+            discussion: "Example:\n  licensectl user enable usr_0123456789abcdef"
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The user id.") var user: String
 
@@ -100,14 +112,17 @@ struct SessionCommand: AsyncParsableCommand {
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the sessions of a license or of a user.")
+        static let configuration = CommandConfiguration(
+            abstract: "List sessions: of a license, of a user, or (neither given) every session you may see.",
+            discussion: "Examples:\n  licensectl session list\n  licensectl session list --license acme-pro\n  licensectl session list --user usr_0123456789abcdef --all"
+        )
         @OptionGroup var connection: Connection
         @Option(help: "The license id.") var license: String = ""
         @Option(help: "The user id.") var user: String = ""
         @Flag(help: "Include ended sessions.") var all = false
 
         func validate() throws {
-            guard license.isEmpty != user.isEmpty else { throw ValidationError("give exactly one of --license and --user") }
+            guard license.isEmpty || user.isEmpty else { throw ValidationError("give at most one of --license and --user") }
         }
 
         func run() async throws {
@@ -117,14 +132,17 @@ struct SessionCommand: AsyncParsableCommand {
                 request.userID = user
                 request.includeEnded = all
                 let list = try await client.call(.listSessions(request)).sessions
-                try connection.print(list, columns: ["session", "license", "user", "hardware", "started", "lease expires", "ended"],
-                                     rows: list.sessions.map { [$0.sessionID, $0.licenseID, $0.userID, String($0.hardwareID.prefix(16)), Table.time($0.createdAtMs), Table.time($0.leaseExpiresAtMs), Table.orDash($0.endReason)] })
+                try connection.print(list, columns: ["session", "license", "user", "name", "hardware", "started", "lease expires", "ended"],
+                                     rows: list.sessions.map { [$0.sessionID, $0.licenseID, $0.userID, Table.orDash($0.userName), String($0.hardwareID.prefix(16)), Table.time($0.createdAtMs), Table.time($0.leaseExpiresAtMs), Table.orDash($0.endReason)] })
             }
         }
     }
 
     struct Revoke: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke a session: its seat is freed, its holder is told at once, and its next heartbeat fails.")
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a session: its seat is freed, its holder is told at once, and its next heartbeat fails.",
+            discussion: "Example:\n  licensectl session revoke ses_0123456789abcdef"
+        )
         @OptionGroup var connection: Connection
         @Argument(help: "The session id.") var session: String
 

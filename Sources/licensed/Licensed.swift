@@ -39,11 +39,18 @@ struct Licensed: AsyncParsableCommand {
           licensed --redis-url redis://10.0.0.5:6379 --postgres-url postgres://licensed:pw@10.0.0.6/licenses --migrate
           licensed migrate --postgres-url postgres://licensed:pw@10.0.0.6/licenses
           licensed --firebase-project coditect-prod --oidc 'issuer=https://login.acme.com,audience=coditect-licensed'
+          licensed operator-key create          # a lost bootstrap key: a new operator key, printed once
 
+        Exit status: 0 success (or a drained shutdown), 1 failure to start or serve, 64 usage error (a bad flag or value).
         """,
-        subcommands: [Serve.self, Migrate.self, OperatorCertificate.self],
-        defaultSubcommand: Serve.self
+        subcommands: [Serve.self, Migrate.self, OperatorKey.self, OperatorCertificate.self]
     )
+
+    @OptionGroup var options: ServeOptions
+
+    func run() async throws {
+        try await options.run()
+    }
 }
 
 /// Options shared by the subcommands.
@@ -156,8 +163,20 @@ struct CommonOptions: ParsableArguments {
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the server (the default).")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the server (what `licensed` with no subcommand does).",
+        discussion: "Example:\n  licensed serve --listen 0.0.0.0:7443 --data-dir /var/lib/licensed"
+    )
 
+    @OptionGroup var options: ServeOptions
+
+    func run() async throws {
+        try await options.run()
+    }
+}
+
+/// The server's settings, taken by `licensed` itself and by `licensed serve`.
+struct ServeOptions: ParsableArguments {
     @OptionGroup var common: CommonOptions
 
     @Option(help: "HOST:PORT to listen on (default 127.0.0.1:7443).")
@@ -311,8 +330,63 @@ struct OperatorCertificate: AsyncParsableCommand {
     }
 }
 
+struct OperatorKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "operator-key",
+        abstract: "Make operator API keys directly in the repository (to recover a lost bootstrap key).",
+        subcommands: [Create.self]
+    )
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a new API key for a platform operator and print it once.",
+            discussion: """
+            Works on the data folder or the database the server uses (run it where licensed runs, with \
+            the same --data-dir, --postgres-url or --config); the server may keep running. The key is \
+            audited as api_key.recover. Without --user it is for usr_bootstrap, which is created again \
+            if it was removed. Revoke lost keys afterwards with `licensectl key list` and `licensectl key revoke`.
+
+            Examples:
+              licensed operator-key create
+              licensed operator-key create --postgres-url postgres://licensed:pw@db/licenses --user usr_ops --name laptop
+            """
+        )
+
+        @OptionGroup var common: CommonOptions
+        @Option(help: "The operator's user id (default usr_bootstrap).") var user: String = OperatorKeyRecovery.defaultOperator.rawValue
+        @Option(help: "A label for the key.") var name: String = "recovered"
+
+        func run() async throws {
+            let logger = try common.makeLogger()
+            let settings = try common.settings()
+            let (user, name) = (UserID(user), name)
+            do {
+                let result = try await ServerEnvironment.withRepository(settings, logger: logger) { repository in
+                    try await OperatorKeyRecovery.createKey(for: user, name: name, in: repository)
+                }
+                print("""
+                New operator API key for \(user.rawValue)\(result.createdUser ? " (user created)" : "") (shown once; store it now):
+                  \(result.key)
+                key id: \(result.record.id)   (licensectl key revoke \(result.record.id) revokes it)
+                """)
+            } catch let error as LicenseError {
+                throw LicensedFailure(error.message)
+            }
+        }
+    }
+}
+
+/// A failure that is not a usage error: printed as `Error: message`, exit status 1.
+struct LicensedFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ message: String) { description = message }
+}
+
 struct Migrate: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Apply database migrations and exit.")
+    static let configuration = CommandConfiguration(
+        abstract: "Apply database migrations and exit.",
+        discussion: "Example:\n  licensed migrate --postgres-url postgres://licensed:pw@db:5432/licenses"
+    )
 
     @OptionGroup var common: CommonOptions
 

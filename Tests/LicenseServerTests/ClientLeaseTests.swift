@@ -133,7 +133,7 @@ struct ClientLeaseTests {
 
             await first.stop()
             let (unreachable, advanced) = try await driver.next("server unreachable", where: isUnreachable)
-            #expect(unreachable == .serverUnreachable(graceUntil: grant.graceUntil, error: LicenseCallError(code: .unavailable, reason: "CONNECT_FAILED", message: "cannot connect to 127.0.0.1:\(endpoint.port)")))
+            #expect(unreachable == .serverUnreachable(graceUntil: grant.graceUntil, error: LicenseCallError(code: .unavailable, reason: "CONNECTION_REFUSED", message: "nothing accepts connections at 127.0.0.1:\(endpoint.port); is licensed running on 127.0.0.1:\(endpoint.port)?")))
             #expect(advanced >= .seconds(300) && advanced < .seconds(310), "noticed at the first missed heartbeat (plus the server's reconnect delay)")
             #expect(run.lease.status == .offline(graceUntil: grant.graceUntil))
             // It keeps trying and keeps running; one more minute offline changes nothing.
@@ -203,7 +203,7 @@ struct ClientLeaseTests {
             options.acquireBudget = .zero
             let run = try await driver.start(restarted, options: options, in: &group)
             let (unreachable, _) = try await driver.next("running on grace", where: isUnreachable)
-            #expect(unreachable == .serverUnreachable(graceUntil: grant.graceUntil, error: LicenseCallError(code: .unavailable, reason: "CONNECT_FAILED", message: "cannot connect to 127.0.0.1:\(endpoint.port)")))
+            #expect(unreachable == .serverUnreachable(graceUntil: grant.graceUntil, error: LicenseCallError(code: .unavailable, reason: "CONNECTION_REFUSED", message: "nothing accepts connections at 127.0.0.1:\(endpoint.port); is licensed running on 127.0.0.1:\(endpoint.port)?")))
             _ = try await driver.next("clock turned back") { $0 == .clockTurnedBack }
             let seenBeforeTheCrash = Timestamp(millisecondsSinceEpoch: grant.claims.issuedAt * 1000)
             #expect(restarted.serverTime().now >= seenBeforeTheCrash, "the stored high-water mark keeps server time from going back")
@@ -433,7 +433,7 @@ struct ClientLeaseTests {
             var results = outcomes.makeAsyncIterator()
             let error = try #require(await results.next() ?? nil)
             #expect(error.code == .unavailable)
-            #expect(error.reason == "CONNECT_FAILED")
+            #expect(error.reason == "CONNECTION_REFUSED")
             // 1 s, 2 s, 4 s (each jittered to 50–100%), capped at 4 s, and never past the 10 s budget.
             #expect(waits.count >= 2)
             #expect(waits.reduce(.zero, +) <= .seconds(10))

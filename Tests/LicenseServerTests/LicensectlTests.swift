@@ -1,5 +1,6 @@
 import BackendTestSupport
 import Foundation
+import LicenseServer
 import Testing
 
 /// `licensectl` end to end: the built binary against a running daemon, through a profile.
@@ -80,7 +81,7 @@ struct LicensectlTests {
 
             // Errors are one line with the status and reason, and a distinct exit status.
             let missing = try licensectl(["license", "show", "nope"], home: home)
-            #expect(missing.status == 1 && missing.stderr == "licensectl: NOT_FOUND LICENSE_UNKNOWN: license not found\n")
+            #expect(missing.status == 1 && missing.stderr == "licensectl: NOT_FOUND LICENSE_UNKNOWN: license 'nope' not found\n")
             let badKey = try licensectl(["status"], home: home, extraEnvironment: ["LICENSECTL_API_KEY": "lk_not_a_real_key_000000000"])
             #expect(badKey.status == 3 && badKey.stderr.hasPrefix("licensectl: UNAUTHENTICATED INVALID_CREDENTIAL"))
             #expect(!badKey.stderr.contains("lk_not_a_real_key"))
@@ -94,6 +95,72 @@ struct LicensectlTests {
                 let help = try licensectl(command + ["--help"], home: home)
                 #expect(help.status == 0 && help.stdout.contains("Examples:"), "\(command)")
             }
+        }
+    }
+
+    @Test func errorsPointAtTheirCause() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build first: Tools/test.sh")
+        let home = try makeTemporaryDirectory("licensectl")
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        try await TestServer.run { server in
+            let keyFile = home + "/operator.key"
+            try TestServer.bootstrapKey.write(toFile: keyFile, atomically: true, encoding: .utf8)
+            let address = "127.0.0.1:\(server.port)"
+            func run(_ arguments: [String], ca: String? = nil) throws -> Run {
+                try licensectl(arguments + ["--server", address, "--api-key-file", keyFile] + (ca.map { ["--ca", $0] } ?? []), home: home)
+            }
+
+            // A CA that did not sign the server's certificate: the cause, the file, and what to do.
+            let other = try LocalCertificateAuthority.ensure(in: home + "/other-ca")
+            let untrusted = try run(["status"], ca: other.caCertificate)
+            #expect(untrusted.status == 1)
+            #expect(untrusted.stderr == "licensectl: FAILED_PRECONDITION TLS_UNTRUSTED: the server's certificate at \(address) is not signed by \(other.caCertificate); pass the CA the server printed at start (--ca FILE or LICENSECTL_CA)\n")
+            let noCA = try run(["status"])
+            #expect(noCA.status == 1 && noCA.stderr.contains("TLS_UNTRUSTED") && noCA.stderr.contains("no CA file was given"), "\(noCA.stderr)")
+            let missingCA = try run(["status"], ca: home + "/nope.pem")
+            #expect(missingCA.status == 1 && missingCA.stderr.contains("no such file: \(home)/nope.pem"), "\(missingCA.stderr)")
+            let missingKey = try licensectl(["status", "--server", address, "--ca", server.caFile, "--api-key-file", home + "/nokey"], home: home)
+            #expect(missingKey.status == 1 && missingKey.stderr.contains("no such file: \(home)/nokey"), "\(missingKey.stderr)")
+
+            // Nothing listening: the address and the likely cause.
+            let closedPort = try FreePort.next()
+            let refused = try licensectl(["status", "--server", "127.0.0.1:\(closedPort)", "--ca", server.caFile, "--api-key-file", keyFile], home: home)
+            #expect(refused.status == 4 && refused.stderr.contains("is licensed running on 127.0.0.1:\(closedPort)?"), "\(refused.stderr)")
+
+            // Numbers: a negative value is named as such, and is a usage error (64).
+            let negative = try run(["license", "create", "--tenant", "acme", "--seats", "-3"], ca: server.caFile)
+            #expect(negative.status == 64 && negative.stderr.contains("--seats must be ≥ 0"), "\(negative.stderr)")
+
+            // Duplicates and unknown ids name the id.
+            #expect(try run(["tenant", "create", "Acme", "--id", "acme"], ca: server.caFile).status == 0)
+            let duplicate = try run(["tenant", "create", "Acme again", "--id", "acme"], ca: server.caFile)
+            #expect(duplicate.status == 1 && duplicate.stderr == "licensectl: ALREADY_EXISTS ALREADY_EXISTS: tenant 'acme' already exists\n", "\(duplicate.stderr)")
+            let unknownTenant = try run(["license", "create", "--tenant", "nope", "--seats", "1"], ca: server.caFile)
+            #expect(unknownTenant.stderr.contains("tenant 'nope' not found"), "\(unknownTenant.stderr)")
+
+            // `session list` with no filter lists what the caller may see, with user names.
+            #expect(try run(["license", "create", "--tenant", "acme", "--seats", "3", "--id", "acme-pro"], ca: server.caFile).status == 0)
+            let user = try json(try run(["user", "create", "--tenant", "acme", "--name", "Alice Example", "--output", "json"], ca: server.caFile))
+            let alice = try await server.connect(apiKey: try #require(user["api_key"] as? String))
+            let session = try await alice.acquire(licenseID: "acme-pro", hardwareID: "alice-laptop").sessionID
+            let list = try run(["session", "list"], ca: server.caFile)
+            #expect(list.status == 0 && list.stdout.contains(session) && list.stdout.contains("Alice Example"), "\(list.stdout) \(list.stderr)")
+            await alice.close()
+
+            // Every leaf command's help shows an example, and the top level lists the exit statuses.
+            let leaves = [
+                ["tenant", "create"], ["tenant", "show"], ["tenant", "update"], ["tenant", "suspend"], ["tenant", "resume"], ["tenant", "list"],
+                ["license", "create"], ["license", "show"], ["license", "update"], ["license", "suspend"], ["license", "resume"], ["license", "list"],
+                ["user", "create"], ["user", "list"], ["user", "disable"], ["user", "enable"], ["session", "list"], ["session", "revoke"],
+                ["key", "create"], ["key", "list"], ["key", "rotate"], ["key", "revoke"], ["signing-key", "rotate"], ["audit"], ["status"],
+                ["profile", "set"], ["profile", "use"], ["profile", "list"],
+            ]
+            for leaf in leaves {
+                let help = try licensectl(leaf + ["--help"], home: home)
+                #expect(help.status == 0 && help.stdout.contains("licensectl " + leaf.joined(separator: " ")) && help.stdout.contains("Example"), "\(leaf)")
+            }
+            let top = try licensectl(["--help"], home: home)
+            #expect(top.stdout.contains("64 usage error"))
         }
     }
 }

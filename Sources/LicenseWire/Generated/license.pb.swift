@@ -1548,6 +1548,7 @@ public nonisolated struct Coditect_License_V1_LicenseStatusResult: Sendable {
 }
 
 /// Exactly one of `license_id` and `user_id`.
+/// With neither license_id nor user_id: every session the caller may see.
 public nonisolated struct Coditect_License_V1_ListSessionsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1589,6 +1590,9 @@ public nonisolated struct Coditect_License_V1_SessionInfo: Sendable {
   public var endReason: String = String()
 
   public var clientInfo: Dictionary<String,String> = [:]
+
+  /// the user's display name, when the caller may see the user
+  public var userName: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -4539,7 +4543,7 @@ nonisolated extension Coditect_License_V1_ListSessionsRequest: SwiftProtobuf.Mes
 
 nonisolated extension Coditect_License_V1_SessionInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SessionInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}license_id\0\u{3}tenant_id\0\u{3}user_id\0\u{3}hardware_id\0\u{3}created_at_ms\0\u{3}lease_expires_at_ms\0\u{3}ended_at_ms\0\u{3}end_reason\0\u{3}client_info\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}license_id\0\u{3}tenant_id\0\u{3}user_id\0\u{3}hardware_id\0\u{3}created_at_ms\0\u{3}lease_expires_at_ms\0\u{3}ended_at_ms\0\u{3}end_reason\0\u{3}client_info\0\u{3}user_name\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4557,6 +4561,7 @@ nonisolated extension Coditect_License_V1_SessionInfo: SwiftProtobuf.Message, Sw
       case 8: try { try decoder.decodeSingularUInt64Field(value: &self.endedAtMs) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.endReason) }()
       case 10: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.clientInfo) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.userName) }()
       default: break
       }
     }
@@ -4593,6 +4598,9 @@ nonisolated extension Coditect_License_V1_SessionInfo: SwiftProtobuf.Message, Sw
     if !self.clientInfo.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.clientInfo, fieldNumber: 10)
     }
+    if !self.userName.isEmpty {
+      try visitor.visitSingularStringField(value: self.userName, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4607,6 +4615,7 @@ nonisolated extension Coditect_License_V1_SessionInfo: SwiftProtobuf.Message, Sw
     if lhs.endedAtMs != rhs.endedAtMs {return false}
     if lhs.endReason != rhs.endReason {return false}
     if lhs.clientInfo != rhs.clientInfo {return false}
+    if lhs.userName != rhs.userName {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
