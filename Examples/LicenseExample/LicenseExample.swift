@@ -74,7 +74,7 @@ struct LicenseExample: AsyncParsableCommand {
             if error.isNoSeats, let total = error.seatsTotal {
                 Self.fail("no seat free: all \(total) seats of \(license) are in use")
             } else {
-                Self.fail("license: \(error)")
+                Self.fail("license: \(error)" + (error.reason == "TLS_UNTRUSTED" ? " (--ca FILE)" : ""))
             }
             throw ExitCode(error.isNoSeats ? 2 : 1)
         }

@@ -88,7 +88,7 @@ extension LicenseService {
         var usage: [LicenseUsage] = []
         usage.reserveCapacity(licenses.count)
         for license in licenses {
-            let used = try await backend("the seat store") { try await seats.leases(licenseID: license.id).count }
+            let used = try await backend("the seat store") { try await seats.seatsInUse(licenseID: license.id) }
             usage.append(LicenseUsage(license: license, seatsUsed: used))
         }
         return usage

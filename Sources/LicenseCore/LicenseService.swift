@@ -87,8 +87,9 @@ public struct LicenseService: Sendable {
 
     // MARK: - Session calls
 
-    /// Takes a seat of a license for the principal on one machine, or returns the seat it
-    /// already holds there (same idempotency key, or same user on the same hardware).
+    /// Gives the caller its own session on a seat of the license for this machine: the seat the
+    /// user already holds on this hardware (it counts once however many processes share it), or
+    /// a newly taken one. A retry with the same idempotency key resumes the same session.
     public func acquire(_ command: AcquireCommand, by principal: Principal) async throws -> AcquireOutcome {
         let repository = repository(for: principal)
         try Validation.id(command.licenseID, field: "license_id")

@@ -12,7 +12,11 @@ public struct SeatHolder: Hashable, Sendable {
     }
 }
 
-/// A seat held until `expiresAt` by session `sessionID`.
+/// A handle on a seat, held until `expiresAt` by session `sessionID`.
+///
+/// A seat is one user on one machine (user id and hardware id). Every process holding it has its
+/// own handle (its own session and lease); the seat counts once against the license's limit and
+/// is free again when its last handle is released or lapses.
 public struct SeatLease: Hashable, Sendable {
     public var sessionID: SessionID
     public var expiresAt: Timestamp
@@ -44,10 +48,11 @@ public struct SeatClaimRequest: Hashable, Sendable {
 
 /// What a claim did.
 public enum SeatClaimOutcome: Hashable, Sendable {
-    /// A new seat was taken for the requested session id.
+    /// A new handle was made for the requested session id: on the seat the user already holds
+    /// on this machine, or on a newly taken seat.
     case granted(SeatLease)
-    /// The holder (same idempotency key, or same user on the same hardware) already had a live
-    /// seat: its session is returned and its lease extended; no second seat is taken.
+    /// A retry: the holder's idempotency key already names a live handle, whose session is
+    /// returned and whose lease is extended; nothing new is made.
     case existing(SeatLease)
     /// Every seat is taken by live leases.
     case full(used: Int, limit: Int)
@@ -57,7 +62,8 @@ public enum SeatClaimOutcome: Hashable, Sendable {
 public enum SeatRenewOutcome: Hashable, Sendable {
     /// The live lease was extended.
     case renewed(SeatLease)
-    /// The lease had lapsed; the limit check was re-run and a seat was free, so it was re-taken.
+    /// The handle had lapsed; its machine still held the seat through another handle, or the
+    /// limit check was re-run and a seat was free, so the handle was made again.
     case reclaimed(SeatLease)
     /// The lease had lapsed and every seat is taken.
     case noSeat(used: Int, limit: Int)
@@ -69,16 +75,22 @@ public enum SeatRenewOutcome: Hashable, Sendable {
 /// the in-process store (embedded default) and the Redis store (production). A conformance
 /// suite runs against each.
 public protocol SeatStore: Sendable {
-    /// Claims a seat, or returns the holder's existing live seat.
+    /// Makes a handle on the holder's seat (taking the seat if the machine holds none and one is
+    /// free), or returns the live handle its idempotency key names.
     func claim(_ request: SeatClaimRequest) async throws -> SeatClaimOutcome
 
-    /// Extends a live lease; for a lapsed one, re-runs the limit check before re-taking a seat.
+    /// Extends a live handle's lease; for a lapsed one, re-runs the limit check before making it
+    /// again (no check is needed while the machine still holds the seat).
     func renew(licenseID: LicenseID, sessionID: SessionID, holder: SeatHolder, seatLimit: Int, leaseTTL: Duration) async throws -> SeatRenewOutcome
 
-    /// Frees the session's seat at once. Returns whether a live seat was freed.
+    /// Ends the session's handle at once; the seat is freed with its last handle. Returns
+    /// whether a live handle was ended. Other handles on the same seat are untouched.
     @discardableResult
     func release(licenseID: LicenseID, sessionID: SessionID) async throws -> Bool
 
-    /// The live leases of a license.
+    /// The live handles of a license.
     func leases(licenseID: LicenseID) async throws -> [SeatLease]
+
+    /// How many seats of a license are held: machines with at least one live handle.
+    func seatsInUse(licenseID: LicenseID) async throws -> Int
 }

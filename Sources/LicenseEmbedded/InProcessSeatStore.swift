@@ -2,6 +2,9 @@ import LicenseCore
 
 /// The embedded default's seat store: live seats in this process's memory.
 ///
+/// A seat is one user on one machine; each process on it holds its own handle (session), and
+/// the seat is free again when its last handle is released or lapses.
+///
 /// Each license's state is changed by one actor step per call, so a claim is atomic exactly as
 /// the Redis store's Lua script is. Lapsed leases are dropped lazily on the next call that
 /// touches their license. Nothing survives a restart: the server rebuilds seats from the
@@ -12,10 +15,12 @@ public actor InProcessSeatStore: SeatStore {
         var expiresAt: Timestamp
     }
 
+    /// One license's handles, and the seats (machines) they hold.
     private struct Seats {
         var claims: [SessionID: Claim] = [:]
         var byIdempotencyKey: [String: SessionID] = [:]
-        var byMachine: [String: SessionID] = [:]
+        /// Live handles per machine (user and hardware id): one entry per seat held.
+        var machines: [String: Int] = [:]
         /// No claim expires before this instant; purging is skipped until then.
         var nextExpiry: Timestamp = Timestamp(millisecondsSinceEpoch: .max)
 
@@ -28,19 +33,25 @@ public actor InProcessSeatStore: SeatStore {
             nextExpiry = next
         }
 
+        /// Whether a new handle for `holder` fits: its machine holds a seat already, or one is free.
+        func fits(_ holder: SeatHolder, limit: Int) -> Bool {
+            machines[Seats.machineIndex(holder)] != nil || machines.count < limit
+        }
+
         mutating func insert(_ id: SessionID, _ claim: Claim) {
             claims[id] = claim
             if let key = Seats.idempotencyIndex(claim.holder) { byIdempotencyKey[key] = id }
-            byMachine[Seats.machineIndex(claim.holder)] = id
+            machines[Seats.machineIndex(claim.holder), default: 0] += 1
             nextExpiry = min(nextExpiry, claim.expiresAt)
         }
 
+        /// Removes a handle; the seat goes with its machine's last handle.
         @discardableResult
         mutating func remove(_ id: SessionID) -> Bool {
             guard let claim = claims.removeValue(forKey: id) else { return false }
             if let key = Seats.idempotencyIndex(claim.holder), byIdempotencyKey[key] == id { byIdempotencyKey[key] = nil }
             let machine = Seats.machineIndex(claim.holder)
-            if byMachine[machine] == id { byMachine[machine] = nil }
+            if let count = machines[machine], count > 1 { machines[machine] = count - 1 } else { machines[machine] = nil }
             return true
         }
 
@@ -49,9 +60,9 @@ public actor InProcessSeatStore: SeatStore {
             nextExpiry = min(nextExpiry, expiry)
         }
 
-        func existing(for holder: SeatHolder) -> SessionID? {
-            if let key = Seats.idempotencyIndex(holder), let id = byIdempotencyKey[key] { return id }
-            return byMachine[Seats.machineIndex(holder)]
+        /// The live handle a retry names by its idempotency key.
+        func retried(by holder: SeatHolder) -> SessionID? {
+            Seats.idempotencyIndex(holder).flatMap { byIdempotencyKey[$0] }
         }
 
         // Idempotency keys are scoped to the user, so one user's key never finds another's seat.
@@ -77,12 +88,12 @@ public actor InProcessSeatStore: SeatStore {
         let expiry = now.advanced(by: request.leaseTTL)
         return withSeats(request.licenseID) { seats in
             seats.purge(now: now)
-            if let id = seats.existing(for: request.holder) {
+            if let id = seats.retried(by: request.holder) {
                 seats.extend(id, to: expiry)
                 return .existing(SeatLease(sessionID: id, expiresAt: expiry))
             }
-            guard seats.claims.count < request.seatLimit else {
-                return .full(used: seats.claims.count, limit: request.seatLimit)
+            guard seats.fits(request.holder, limit: request.seatLimit) else {
+                return .full(used: seats.machines.count, limit: request.seatLimit)
             }
             seats.insert(request.sessionID, Claim(holder: request.holder, expiresAt: expiry))
             return .granted(SeatLease(sessionID: request.sessionID, expiresAt: expiry))
@@ -98,7 +109,7 @@ public actor InProcessSeatStore: SeatStore {
                 seats.extend(sessionID, to: expiry)
                 return .renewed(SeatLease(sessionID: sessionID, expiresAt: expiry))
             }
-            guard seats.claims.count < seatLimit else { return .noSeat(used: seats.claims.count, limit: seatLimit) }
+            guard seats.fits(holder, limit: seatLimit) else { return .noSeat(used: seats.machines.count, limit: seatLimit) }
             seats.insert(sessionID, Claim(holder: holder, expiresAt: expiry))
             return .reclaimed(SeatLease(sessionID: sessionID, expiresAt: expiry))
         }
@@ -125,6 +136,15 @@ public actor InProcessSeatStore: SeatStore {
         }.sorted { $0.sessionID < $1.sessionID }
     }
 
+    public func seatsInUse(licenseID: LicenseID) -> Int {
+        guard licenses[licenseID] != nil else { return 0 }
+        let now = clock.now()
+        return withSeats(licenseID) { seats in
+            seats.purge(now: now)
+            return seats.machines.count
+        }
+    }
+
     /// Runs `body` on a license's seats in place. (Copying `Seats` out of the dictionary and
     /// back would copy its dictionaries on every call — O(seats) per call — because the copy in
     /// `licenses` still shares their storage when they are mutated.)
@@ -140,7 +160,7 @@ public actor InProcessSeatStore: SeatStore {
         let holder = SeatHolder(userID: session.userID, hardwareID: session.hardwareID, idempotencyKey: session.idempotencyKey)
         withSeats(session.licenseID) { seats in
             seats.purge(now: now)
-            guard seats.claims[session.id] == nil, seats.claims.count < seatLimit else { return }
+            guard seats.claims[session.id] == nil, seats.fits(holder, limit: seatLimit) else { return }
             seats.insert(session.id, Claim(holder: holder, expiresAt: session.leaseExpiresAt))
         }
     }

@@ -89,6 +89,12 @@ public final class RedisSeatStore: SeatStore {
         return leases.sorted { $0.sessionID < $1.sessionID }
     }
 
+    public func seatsInUse(licenseID: LicenseID) async throws -> Int {
+        let reply = try await run(licenseID, "usage", [])
+        guard let used = reply.int64 else { throw RedisClientError(.unexpectedReply, "the seat script answered usage unexpectedly") }
+        return Int(used)
+    }
+
     /// Rebuilds a license's seats from the seed source if Redis does not have them. Returns how
     /// many seats were restored (0 when Redis already had the license).
     @discardableResult
@@ -145,10 +151,13 @@ public final class RedisSeatStore: SeatStore {
         return items[0].string == "SEED"
     }
 
-    /// The license's keys; the `{id}` hash tag puts them all in one cluster slot.
+    /// The license's keys; the `{id}` hash tag puts them all in one cluster slot. (Layout 2:
+    /// seats per machine with a handle per process. The names differ from layout 1's `seats`,
+    /// `holders`, `index` and `seeded`, so a Redis written by an older daemon is rebuilt from
+    /// the repository rather than misread.)
     func keys(_ licenseID: LicenseID) -> [String] {
         let base = "\(keyPrefix)lic:{\(licenseID.rawValue)}:"
-        return [base + "seats", base + "holders", base + "index", base + "seeded"]
+        return [base + "handles", base + "holders:2", base + "index:2", base + "seeded:2", base + "machines"]
     }
 
     private static func outcome(_ reply: RESPValue) throws -> (String, String, Int64) {

@@ -93,9 +93,9 @@ struct RESPDecoderTests {
         defer { server.stop() }
         let redis = try RawRedisCapture(port: server.port)
         try expectDecodes(try redis.capture(["SCRIPT", "LOAD", RedisSeatStore.script]), as: .bulkString(Array(RedisSeatStore.scriptSHA.utf8)))
-        let keys = ["{lic}:seats", "{lic}:holders", "{lic}:index", "{lic}:seeded"]
+        let keys = ["{lic}:handles", "{lic}:holders:2", "{lic}:index:2", "{lic}:seeded:2", "{lic}:machines"]
         func seat(_ arguments: String...) throws -> [UInt8] {
-            try redis.capture(["EVALSHA", RedisSeatStore.scriptSHA, "4"] + keys + arguments)
+            try redis.capture(["EVALSHA", RedisSeatStore.scriptSHA, "5"] + keys + arguments)
         }
         try expectDecodes(try seat("claim", "1000", "s1", "u1", "hw1", "k1", "2", "360000"), as: .array([.bulkString(Array("SEED".utf8))]))
         try expectDecodes(try seat("seed", "1000", "2"), as: .integer(0))

@@ -42,6 +42,7 @@ struct SeatStoreConformanceTests {
         #expect(try await claim(store, "s2", holder("u2")) == .granted(SeatLease(sessionID: "s2", expiresAt: expiry)))
         #expect(try await claim(store, "s3", holder("u3")) == .full(used: 2, limit: 2))
         #expect(try await store.leases(licenseID: license).map(\.sessionID) == ["s1", "s2"])
+        #expect(try await store.seatsInUse(licenseID: license) == 2)
     }
 
     @Test(arguments: backends)
@@ -56,14 +57,61 @@ struct SeatStoreConformanceTests {
     }
 
     @Test(arguments: backends)
-    func sameUserOnSameHardwareReturnsTheSameSeat(_ backend: Backend) async throws {
-        let store = try await backend.make(ManualWallClock())
-        _ = try await claim(store, "s1", holder("u1", "hw-a", key: "k1"))
-        guard case .existing(let lease) = try await claim(store, "s2", holder("u1", "hw-a", key: "k2")) else {
-            Issue.record("expected the existing seat")
+    func processesOfOneUserOnOneMachineShareOneSeatWithTheirOwnHandles(_ backend: Backend) async throws {
+        let clock = ManualWallClock()
+        let store = try await backend.make(clock)
+        let expiry = clock.now().advanced(by: ttl)
+        #expect(try await claim(store, "s1", holder("u1", "hw-a", key: "k1"), limit: 1) == .granted(SeatLease(sessionID: "s1", expiresAt: expiry)))
+        // A second process of the same user on the same machine: its own session, no second seat.
+        #expect(try await claim(store, "s2", holder("u1", "hw-a", key: "k2"), limit: 1) == .granted(SeatLease(sessionID: "s2", expiresAt: expiry)))
+        #expect(try await claim(store, "s3", holder("u1", "hw-a"), limit: 1) == .granted(SeatLease(sessionID: "s3", expiresAt: expiry)))
+        #expect(try await store.seatsInUse(licenseID: license) == 1)
+        #expect(try await store.leases(licenseID: license).map(\.sessionID) == ["s1", "s2", "s3"])
+        // The same user on another machine, or another user, needs a seat of its own.
+        #expect(try await claim(store, "s4", holder("u1", "hw-b"), limit: 1) == .full(used: 1, limit: 1))
+        #expect(try await claim(store, "s5", holder("u2", "hw-a"), limit: 1) == .full(used: 1, limit: 1))
+    }
+
+    @Test(arguments: backends)
+    func aReleaseEndsOnlyItsOwnHandleAndTheLastOneFreesTheSeat(_ backend: Backend) async throws {
+        let clock = ManualWallClock()
+        let store = try await backend.make(clock)
+        _ = try await claim(store, "s1", holder("u1", "hw-a", key: "k1"), limit: 1)
+        _ = try await claim(store, "s2", holder("u1", "hw-a", key: "k2"), limit: 1)
+        #expect(try await store.release(licenseID: license, sessionID: "s1"))
+        #expect(try await store.seatsInUse(licenseID: license) == 1)
+        let renewed = try await store.renew(licenseID: license, sessionID: "s2", holder: holder("u1", "hw-a", key: "k2"), seatLimit: 1, leaseTTL: ttl)
+        #expect(renewed == .renewed(SeatLease(sessionID: "s2", expiresAt: clock.now().advanced(by: ttl))))
+        #expect(try await claim(store, "s3", holder("u2"), limit: 1) == .full(used: 1, limit: 1))
+        // The retry key of the ended handle no longer finds anything: a retry gets a new handle.
+        #expect(try await claim(store, "s4", holder("u1", "hw-a", key: "k1"), limit: 1) == .granted(SeatLease(sessionID: "s4", expiresAt: clock.now().advanced(by: ttl))))
+        #expect(try await store.release(licenseID: license, sessionID: "s2"))
+        #expect(try await store.release(licenseID: license, sessionID: "s4"))
+        #expect(try await store.seatsInUse(licenseID: license) == 0)
+        guard case .granted = try await claim(store, "s5", holder("u2"), limit: 1) else {
+            Issue.record("the seat should be free once its last handle is released")
             return
         }
-        #expect(lease.sessionID == "s1")
+    }
+
+    @Test(arguments: backends)
+    func theSeatLastsUntilItsLastHandleLapses(_ backend: Backend) async throws {
+        let clock = ManualWallClock()
+        let store = try await backend.make(clock)
+        _ = try await claim(store, "s1", holder("u1", "hw-a", key: "k1"), limit: 1)
+        clock.advance(by: .seconds(200))
+        _ = try await claim(store, "s2", holder("u1", "hw-a", key: "k2"), limit: 1)
+        clock.advance(by: .seconds(160))  // s1 has lapsed, s2 has not
+        #expect(try await store.leases(licenseID: license).map(\.sessionID) == ["s2"])
+        #expect(try await store.seatsInUse(licenseID: license) == 1)
+        #expect(try await claim(store, "s3", holder("u2"), limit: 1) == .full(used: 1, limit: 1))
+        // The lapsed handle comes back on the seat its machine still holds, although the license is full.
+        let back = try await store.renew(licenseID: license, sessionID: "s1", holder: holder("u1", "hw-a", key: "k1"), seatLimit: 1, leaseTTL: ttl)
+        #expect(back == .reclaimed(SeatLease(sessionID: "s1", expiresAt: clock.now().advanced(by: ttl))))
+        #expect(try await store.seatsInUse(licenseID: license) == 1)
+        clock.advance(by: ttl)
+        #expect(try await store.seatsInUse(licenseID: license) == 0)
+        #expect(try await store.leases(licenseID: license).isEmpty)
     }
 
     @Test(arguments: backends)

@@ -383,7 +383,10 @@ struct ClientLeaseTests {
             let run = try await driver.start(client, in: &group)
             await a.stop()
             let (renewed, advanced) = try await driver.next("renewed by the other server", where: isRenewed)
-            #expect(advanced >= .seconds(301) && advanced <= .milliseconds(301_500), "advanced \(advanced), events \(driver.all): the server's reconnect delay (1 s, up to 25% jitter) was honoured (Redis's clock runs a few ms ahead)")
+            // The server's reconnect delay (1 s, up to 25 % jitter) was honoured. On a loaded machine
+            // the first reconnect may still reach the stopping server and be refused; the client's
+            // next attempt (one backoff step, ≤ 1.25 s later) reaches the other, still with no outage.
+            #expect(advanced >= .seconds(301) && advanced <= .milliseconds(303_000), "advanced \(advanced), events \(driver.all)")
             guard case .renewed(let grant) = renewed else { return }
             #expect(grant.sessionID == run.lease.grant.sessionID)
             #expect(!driver.all.contains(where: isUnreachable), "no outage was reported")

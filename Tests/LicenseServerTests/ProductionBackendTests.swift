@@ -16,9 +16,9 @@ struct ProductionBackendTests {
         let postgresServer: PostgresTestServer
         let postgres: PostgresSettings
 
-        /// Redis's seat count, Postgres's live session count.
+        /// Redis's seats held (machines), Postgres's live session rows (one per machine in these tests).
         func counts(_ license: String) async throws -> (redis: Int, postgres: Int) {
-            let redisCount = try await redis.command("ZCARD", "coditect:lic:{\(license)}:seats").int64 ?? -1
+            let redisCount = try await redis.command("HLEN", "coditect:lic:{\(license)}:machines").int64 ?? -1
             let rows = try await postgresServer.superuser(
                 "SELECT count(*) FROM sessions WHERE license_id = '\(license)' AND ended_at_ms IS NULL", database: postgres.database)
             return (Int(redisCount), Int(try rows.first?.decode(Int64.self) ?? -1))
@@ -201,7 +201,7 @@ struct ProductionBackendTests {
                 for i in 0..<3 {
                     await expectUnavailable(within: .seconds(2)) { _ = try await client.acquire(licenseID: "acme-pro", hardwareID: "d\(i)") }
                 }
-                #expect(try await backends.redis.command("ZCARD", "coditect:lic:{acme-pro}:seats") == .integer(1))
+                #expect(try await backends.redis.command("HLEN", "coditect:lic:{acme-pro}:machines") == .integer(1))
                 try await backends.postgresServer.launch()
                 let deadline = ContinuousClock.now + .seconds(20)
                 var lease: Coditect_License_V1_AcquireResult?
