@@ -56,11 +56,11 @@ struct LicenseExample: AsyncParsableCommand {
 
         do {
             try await client.withLease(licenseID: license, options: options) { lease in
-                print("holding a seat of \(lease.licenseID) (session \(lease.grant.sessionID)); Ctrl-C releases it")
+                Self.say("holding a seat of \(lease.licenseID) (session \(lease.grant.sessionID)); Ctrl-C releases it")
                 // Print lease events until Ctrl-C (or SIGTERM); then the scope ends and the seat is released.
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
-                        for await event in lease.events { print(Self.describe(event)) }
+                        for await event in lease.events { Self.say(Self.describe(event)) }
                     }
                     group.addTask {
                         for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { return }
@@ -69,7 +69,7 @@ struct LicenseExample: AsyncParsableCommand {
                     group.cancelAll()
                 }
             }
-            print("released the seat")
+            Self.say("released the seat")
         } catch let error as LicenseCallError {
             if error.isNoSeats, let total = error.seatsTotal {
                 Self.fail("no seat free: all \(total) seats of \(license) are in use")
@@ -93,6 +93,12 @@ struct LicenseExample: AsyncParsableCommand {
         case .lost(let error): "the server ended the lease: \(error)"
         case .released: "released"
         }
+    }
+
+    /// Prints a line and flushes it, so that each line shows as it happens even in a pipe or a log.
+    static func say(_ line: String) {
+        print(line)
+        fflush(nil)
     }
 
     static func fail(_ message: String) {

@@ -80,6 +80,32 @@ struct RedisSeatStoreTests {
         }
     }
 
+    @Test func aRebuildCountsTheHandlesOfOneMachineAsOneSeat() async throws {
+        let server = try await RedisTestServer.start()
+        defer { server.stop() }
+        let client = RedisClient(configuration: server.configuration)
+        defer { client.close() }
+        let now = SystemWallClock().now()
+        func row(_ id: String, _ user: String, _ hw: String) -> LeaseSession {
+            LeaseSession(id: SessionID(id), tenantID: "t", licenseID: license, userID: UserID(user), hardwareID: hw,
+                         idempotencyKey: id, createdAt: now, leaseExpiresAt: now.advanced(by: .seconds(300)))
+        }
+        // Two processes of u1 on one machine and one of u2: two seats of a two-seat license.
+        let durable = [row("a1", "u1", "hw-1"), row("a2", "u1", "hw-1"), row("b1", "u2", "hw-2")]
+        let store = RedisSeatStore(client: client, seedSource: FixedSeatSeedSource(SeatSeed(seatLimit: 2, sessions: durable)))
+        #expect(try await store.seatsInUse(licenseID: license) == 2)
+        #expect(try await store.leases(licenseID: license).map(\.sessionID) == ["a1", "a2", "b1"])
+        #expect(try await store.claim(request("c1", user: "u3", limit: 2)) == .full(used: 2, limit: 2))
+        // One of u1's processes exits: u1 still holds its seat.
+        #expect(try await store.release(licenseID: license, sessionID: "a1"))
+        #expect(try await store.claim(request("c1", user: "u3", limit: 2)) == .full(used: 2, limit: 2))
+        #expect(try await store.release(licenseID: license, sessionID: "a2"))
+        guard case .granted = try await store.claim(request("c1", user: "u3", limit: 2)) else {
+            Issue.record("u1's seat should be free once both its processes released")
+            return
+        }
+    }
+
     @Test func aStoppedServerFailsFastAndServiceResumesWithoutANewClient() async throws {
         let server = try await RedisTestServer.start()
         // Long timeouts, so that "fails fast" means the refused connection is reported at once,

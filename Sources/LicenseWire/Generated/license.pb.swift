@@ -1547,8 +1547,8 @@ public nonisolated struct Coditect_License_V1_LicenseStatusResult: Sendable {
   public init() {}
 }
 
-/// Exactly one of `license_id` and `user_id`.
-/// With neither license_id nor user_id: every session the caller may see.
+/// The sessions of a license (`license_id`) or of a user (`user_id`); with neither, every
+/// session the caller may see.
 public nonisolated struct Coditect_License_V1_ListSessionsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
