@@ -194,8 +194,9 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .customLong("signing-alg"), help: "EdDSA (default), RS256 or PS256 (RSA keys are 4096-bit when generated).")
     var signingAlg: String?
 
-    @Option(name: .customLong("max-frame-bytes"), help: "Largest accepted frame (default 65536).")
-    var maxFrameBytes: Int?
+    // Taken as text and checked in run(), so that "-5" is refused as a bad number, not as a flag.
+    @Option(name: .customLong("max-frame-bytes"), parsing: .unconditional, help: "Largest accepted frame, 256 to 16777216 (default 65536).")
+    var maxFrameBytes: String?
 
     @Option(name: .customLong("redis-url"), help: "redis://[:password@]host:6379[/db][?cluster=true&prefix=coditect:&timeout_ms=500]. Default: in-process seats.")
     var redisURL: String?
@@ -243,9 +244,9 @@ struct ServeOptions: ParsableArguments {
             }
             settings.oidcIssuers.append(.firebase(projectID: project))
         }
-        let frameLimit = try common.resolve(maxFrameBytes.map(String.init), env: "LICENSED_MAX_FRAME_BYTES", file: "max_frame_bytes", default: "65536")!
+        let frameLimit = try common.resolve(maxFrameBytes, env: "LICENSED_MAX_FRAME_BYTES", file: "max_frame_bytes", default: "65536")!
         guard let maxFrame = Int(frameLimit), (256...16 * 1024 * 1024).contains(maxFrame) else {
-            throw ValidationError("max frame bytes must be a number from 256 to 16777216")
+            throw ValidationError("--max-frame-bytes (LICENSED_MAX_FRAME_BYTES, max_frame_bytes) must be a whole number from 256 to 16777216, not '\(frameLimit)'")
         }
 
         let settingsCopy = settings
@@ -314,7 +315,10 @@ struct OperatorCertificate: AsyncParsableCommand {
 
     @Argument(help: "The operator's user id (the certificate's common name).") var userID: String
     @Option(help: "The folder for the operator CA and the certificate.") var out: String = "operator-certs"
-    @Option(help: "Validity in days.") var days: Int = 365
+    @Option(parsing: .unconditional, help: "Validity in days, 1 to 3650.", transform: { text in
+        guard let days = Int(text) else { throw ValidationError("--days must be a whole number, not '\(text)'") }
+        return days
+    }) var days: Int = 365
 
     func run() async throws {
         guard !userID.isEmpty, userID.allSatisfy({ $0.isLetter || $0.isNumber || "._:-".contains($0) }) else {

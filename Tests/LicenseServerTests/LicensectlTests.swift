@@ -115,6 +115,9 @@ struct LicensectlTests {
             let untrusted = try run(["status"], ca: other.caCertificate)
             #expect(untrusted.status == 1)
             #expect(untrusted.stderr == "licensectl: FAILED_PRECONDITION TLS_UNTRUSTED: the server's certificate at \(address) is not signed by \(other.caCertificate); pass the CA the server printed at start (--ca FILE or LICENSECTL_CA)\n")
+            let serverCertificate = (server.caFile as NSString).deletingLastPathComponent + "/server.pem"
+            let certificateAsCA = try run(["status"], ca: serverCertificate)
+            #expect(certificateAsCA.status == 1 && certificateAsCA.stderr.contains("TLS_UNTRUSTED: the server's certificate at \(address) is not signed by \(serverCertificate)"), "\(certificateAsCA.stderr)")
             let noCA = try run(["status"])
             #expect(noCA.status == 1 && noCA.stderr.contains("TLS_UNTRUSTED") && noCA.stderr.contains("no CA file was given"), "\(noCA.stderr)")
             let missingCA = try run(["status"], ca: home + "/nope.pem")
