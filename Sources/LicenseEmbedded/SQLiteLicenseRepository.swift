@@ -19,7 +19,13 @@ public final class SQLiteLicenseRepository: LicenseRepository {
     private let licenseCache = LicenseCache()
 
     /// Opens (creating if needed) the database file at `path`. Call `migrate()` before use.
+    ///
+    /// The file holds the signing keys, so it and its `-wal` and `-shm` companions are made
+    /// readable by the owner only (0600): a new file is created so, and an existing one is set so,
+    /// whatever the umask or the folder's mode. (SQLite creates the companions with the main
+    /// file's mode.)
     public static func open(path: String, logger: Logger = Logger(label: "coditect.license.sqlite")) async throws -> SQLiteLicenseRepository {
+        try restrictToOwner(path)
         let writeConnection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
         for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] {
             _ = try await writeConnection.query(pragma)
@@ -28,7 +34,22 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         for pragma in ["PRAGMA busy_timeout=5000", "PRAGMA query_only=ON"] {
             _ = try await readConnection.query(pragma)
         }
+        try restrictToOwner(path)
         return SQLiteLicenseRepository(write: writeConnection, read: readConnection)
+    }
+
+    /// Creates `path` empty with mode 0600 if it does not exist; sets 0600 on it and on its
+    /// `-wal`/`-shm` companions where they exist.
+    static func restrictToOwner(_ path: String) throws {
+        let fm = FileManager.default
+        if !fm.fileExists(atPath: path) {
+            guard fm.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+                throw LicenseError(.internal, .internalError, "cannot create the database file \(path)")
+            }
+        }
+        for file in [path, path + "-wal", path + "-shm"] where fm.fileExists(atPath: file) {
+            try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+        }
     }
 
     private init(write: SQLiteConnection, read: SQLiteConnection) {

@@ -100,27 +100,3 @@ final class FrameReader: ChannelInboundHandler, RemovableChannelHandler {
         context.eventLoop.scheduleTask(in: linger) { channel.close(promise: nil) }
     }
 }
-
-/// Sits in front of TLS and looks at the first byte: a TLS handshake record (0x16) passes on;
-/// anything else is a plaintext client, which gets one plaintext error frame and is closed.
-final class TLSSniffer: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let bytes = unwrapInboundIn(data)
-        guard let first = bytes.getInteger(at: bytes.readerIndex, as: UInt8.self) else { return }
-        if first == 0x16 {
-            context.fireChannelRead(data)
-            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-            return
-        }
-        let error = LicenseError(.failedPrecondition, .tlsRequired, "this port speaks TLS only (ALPN \(WireProtocol.alpn))")
-        if let frame = try? FrameEncoder.frame(ServerFrame.failure(id: 0, error), allocator: context.channel.allocator) {
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
-        } else {
-            context.close(promise: nil)
-        }
-    }
-}

@@ -26,7 +26,7 @@ public enum LocalCertificateAuthority {
         if fm.fileExists(atPath: files.caCertificate), fm.fileExists(atPath: files.serverCertificate), fm.fileExists(atPath: files.serverKey) {
             return files
         }
-        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try makePrivateDirectory(directory)
 
         let now = Date()
         let caKey = P256.Signing.PrivateKey()

@@ -8,8 +8,9 @@ public struct ServerConfiguration: Sendable {
     public var host: String = "127.0.0.1"
     /// The TCP port; 0 picks a free one (tests). Default 7443.
     public var port: Int = WireProtocol.defaultPort
-    /// The TLS server configuration (certificate chain and key). TLS 1.2 is the minimum and
-    /// ALPN `coditect-license/1` is set by the server whatever this says.
+    /// The TLS server configuration (certificate chain and key). Whatever this says, the server
+    /// sets TLS 1.2 as the minimum, ALPN `coditect-license/1`, and for TLS 1.2 only ECDHE key
+    /// exchange with AEAD ciphers (`tls12CipherSuites`); TLS 1.3's suites are all AEAD.
     public var tls: TLSConfiguration
     /// The largest frame accepted, checked before buffering. Default 64 KiB.
     public var maxFrameBytes: Int = WireProtocol.defaultMaxFrameBytes
@@ -33,11 +34,20 @@ public struct ServerConfiguration: Sendable {
         self.tls = tls
     }
 
+    /// The TLS 1.2 cipher suites offered: forward-secret (ECDHE) and authenticated encryption
+    /// (AES-GCM, ChaCha20-Poly1305) only; no CBC, no SHA-1, no static RSA key exchange.
+    public static let tls12CipherSuites = [
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    ].joined(separator: ":")
+
     /// The TLS configuration with the protocol's fixed settings applied.
     var effectiveTLS: TLSConfiguration {
         var tls = tls
         if tls.minimumTLSVersion == .tlsv1 || tls.minimumTLSVersion == .tlsv11 { tls.minimumTLSVersion = .tlsv12 }
         tls.applicationProtocols = [WireProtocol.alpn]
+        tls.cipherSuites = Self.tls12CipherSuites
         return tls
     }
 }

@@ -57,8 +57,12 @@ public struct ServerEnvironment: Sendable {
     public let tls: TLSConfiguration
     /// The CA clients should trust, when the TLS material was generated.
     public let caCertificatePath: String?
-    /// The bootstrap API key, only on the start that created it (print it once).
+    /// The bootstrap API key, only on the start that generated it (print it once). `nil` when
+    /// the key came from `Settings.bootstrapAPIKey` (the environment): whoever set it has it, and
+    /// it must not reach a terminal or a log.
     public let newBootstrapKey: String?
+    /// Whether this start created the bootstrap operator (with a generated or a given key).
+    public let createdBootstrapOperator: Bool
     /// Verifies ID tokens, when identity providers are configured.
     public let identity: (any IDTokenVerifying)?
     /// Keeps the signing keys in step with the repository (rotations made by other replicas).
@@ -85,7 +89,7 @@ public struct ServerEnvironment: Sendable {
     public static func withRepository<T: Sendable>(
         _ settings: Settings, logger: Logger, _ body: @Sendable (any LicenseRepository) async throws -> T
     ) async throws -> T {
-        try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try makePrivateDirectory(settings.dataDirectory)
         guard let postgresSettings = settings.postgres else {
             let sqlite = try await SQLiteLicenseRepository.open(path: settings.dataDirectory + "/licensed.sqlite", logger: logger)
             do {
@@ -160,7 +164,7 @@ public struct ServerEnvironment: Sendable {
             if fm.fileExists(atPath: path) {
                 fileKey = try SigningKey(pem: try String(contentsOfFile: path, encoding: .utf8), algorithm: settings.signingAlgorithm)
             } else {
-                try fm.createDirectory(atPath: data + "/keys", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                try makePrivateDirectory(data + "/keys")
                 let generated = try SigningKey.generate(settings.signingAlgorithm)
                 try writePrivate(generated.pemRepresentation, to: path)
                 fileKey = generated
@@ -206,6 +210,7 @@ public struct ServerEnvironment: Sendable {
 
         // Bootstrap operator
         var newKey: String?
+        var createdOperator = false
         if try await repository.userCount(role: .platformOperator) == 0 {
             let apiKey = settings.bootstrapAPIKey ?? APIKey.generate()
             guard APIKey.isWellFormed(apiKey) else {
@@ -217,16 +222,25 @@ public struct ServerEnvironment: Sendable {
                 user, apiKey: APIKeyRecord(hash: APIKey.hash(apiKey), userID: user.id, tenantID: nil, name: "bootstrap", createdAt: now),
                 audit: AuditEvent(at: now, tenantID: nil, actor: nil, action: "user.bootstrap", target: user.id.rawValue)
             )
-            newKey = apiKey
+            newKey = settings.bootstrapAPIKey == nil ? apiKey : nil
+            createdOperator = true
         }
         let identity = settings.oidcIssuers.isEmpty ? nil : try OIDCTokenVerifier(
             issuers: settings.oidcIssuers, fetcher: settings.jwksFetcher, clock: clock, cachePolicy: settings.jwksPolicy,
             refusedTypes: [leaseTokenType], logger: logger
         )
         return ServerEnvironment(
-            service: service, repository: repository, tls: tls, caCertificatePath: caPath, newBootstrapKey: newKey,
+            service: service, repository: repository, tls: tls, caCertificatePath: caPath, newBootstrapKey: newKey, createdBootstrapOperator: createdOperator,
             identity: identity, keyRefresher: SigningKeyRefresher(repository: repository, signer: keyRing, clock: clock, logger: logger),
             leaseWriter: LeaseWriterService(writer: leaseWriter)
         )
     }
+}
+
+/// Creates a folder readable by its owner only (0700), or makes an existing one so: the data
+/// folder holds the database (with the signing keys) and the TLS keys.
+public func makePrivateDirectory(_ path: String) throws {
+    let fm = FileManager.default
+    try fm.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
 }

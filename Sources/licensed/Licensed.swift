@@ -260,6 +260,9 @@ struct ServeOptions: ParsableArguments {
     }
 
     private static func serve(_ environment: ServerEnvironment, settings: ServerEnvironment.Settings, maxFrame: Int, logger: Logger) async throws {
+        if environment.newBootstrapKey == nil, environment.createdBootstrapOperator {
+            print("Bootstrap operator usr_bootstrap created with the API key from LICENSED_BOOTSTRAP_API_KEY (not shown).")
+        }
         if let key = environment.newBootstrapKey {
             print("""
             Bootstrap operator API key (shown once; store it now):
@@ -408,7 +411,7 @@ struct Migrate: AsyncParsableCommand {
             }
             return
         }
-        try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try makePrivateDirectory(settings.dataDirectory)
         let repository = try await SQLiteLicenseRepository.open(path: settings.dataDirectory + "/licensed.sqlite", logger: logger)
         try await repository.migrate()
         print("schema at version \(try await repository.schemaVersion())")

@@ -12,7 +12,8 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Starts `arguments[0]` (looked up on PATH) with stdout and stderr appended to `logFile`.
     /// When the tests run as root and `asUser` is given, the program runs as that user.
-    public init(_ arguments: [String], logFile: String, asUser user: String? = nil) throws {
+    /// `environment` adds to (or replaces in) the test process's environment.
+    public init(_ arguments: [String], logFile: String, asUser user: String? = nil, environment extra: [String: String] = [:]) throws {
         var argv = arguments
         if let user, geteuid() == 0 {
             argv = ["setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups", "--"] + arguments
@@ -42,7 +43,10 @@ public final class ChildProcess: @unchecked Sendable {
         var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for arg in cArgs { free(arg) } }
         var pid: pid_t = 0
-        let result = posix_spawnp(&pid, argv[0], &actions, &attributes, &cArgs, environ)
+        let environment = ProcessInfo.processInfo.environment.merging(extra) { _, new in new }
+        var cEnvironment: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for entry in cEnvironment { free(entry) } }
+        let result = posix_spawnp(&pid, argv[0], &actions, &attributes, &cArgs, &cEnvironment)
         guard result == 0 else {
             throw TestServerError("could not start \(arguments[0]): \(String(cString: strerror(result)))")
         }
