@@ -6,11 +6,7 @@ import Testing
 /// `licensectl` end to end: the built binary against a running daemon, through a profile.
 @Suite("licensectl end to end", .serialized, .timeLimit(.minutes(3)))
 struct LicensectlTests {
-    struct Run {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
+    typealias Run = CommandRun
 
     /// The binary `swift build` produced next to this test bundle.
     static var binary: String {
@@ -19,22 +15,11 @@ struct LicensectlTests {
     }
 
     func licensectl(_ arguments: [String], home: String, extraEnvironment: [String: String] = [:]) throws -> Run {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LICENSECTL_") }
         environment["HOME"] = home
         environment["LICENSECTL_CONFIG"] = home + "/licensectl.json"
         environment.merge(extraEnvironment) { _, new in new }
-        process.environment = environment
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        return try CommandRun.run(Self.binary, arguments, environment: environment)
     }
 
     func json(_ run: Run) throws -> [String: Any] {

@@ -15,19 +15,9 @@ struct LicensedBinaryTests {
             .appendingPathComponent(".build/debug/licensed").path
     }
 
-    /// Runs `licensed` to completion.
-    func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LICENSED_") }.merging(extra) { _, new in new }
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    /// Runs `licensed` to completion, with no `LICENSED_` settings from the test's environment.
+    func run(_ arguments: [String]) throws -> CommandRun {
+        try CommandRun.run(Self.binary, arguments, environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LICENSED_") })
     }
 
     func mode(_ path: String) throws -> Int {
