@@ -43,6 +43,10 @@ public final class LicenseServer: Service {
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // One read of at most 16 KiB per wake-up: a connection's frames are decoded one
+            // read at a time, so what waits for the connection's reader stays small when it stops.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 16_384))
             .bind(host: config.host, port: config.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
@@ -89,6 +93,7 @@ public final class LicenseServer: Service {
         let dispatcher = self.dispatcher
         let drainTimeout = configuration.drainTimeout
         let reconnectAfter = configuration.reconnectAfter
+        let writeStallTimeout = TimeAmount(configuration.writeStallTimeout)
         let peer = channel.remoteAddress?.ipAddress ?? "unknown"
         let recheck = CredentialRecheck(interval: configuration.credentialRecheckInterval)
 
@@ -96,16 +101,22 @@ public final class LicenseServer: Service {
             try await connection.executeThenClose { inbound, outbound in
                 await withDiscardingTaskGroup { group in
                     // The one writer: answers in completion order; its end closes the channel.
+                    // Every answer owed to a request frame (refusals of undecodable and id-0 frames
+                    // too) holds its reader slot until it is written, so a peer that does not read
+                    // stops being read: at most `maxInFlightPerConnection` answers wait, before and
+                    // after sign-in. A write that cannot proceed for `writeStallTimeout` closes the
+                    // connection. Notices hold no slot.
                     group.addTask {
                         for await frame in answers {
-                            let isAnswer = frame.id != 0
                             if let bytes = try? FrameEncoder.frame(frame, allocator: channel.allocator) {
+                                // Only a peer that stopped reading makes a write wait; arm the timer then.
+                                let stall = channel.isWritable ? nil : channel.eventLoop.scheduleTask(in: writeStallTimeout) { channel.close(promise: nil) }
                                 try? await outbound.write(bytes)
+                                stall?.cancel()
                             }
-                            if isAnswer {
-                                limiter.release()
-                                if machine.withLock({ $0.answerWritten() }) == .close { answer.finish() }
-                            }
+                            if case .notice = frame.result { continue }
+                            limiter.release()
+                            if frame.id != 0, machine.withLock({ $0.answerWritten() }) == .close { answer.finish() }
                         }
                         limiter.close()
                         try? await channel.close()
@@ -154,12 +165,11 @@ public final class LicenseServer: Service {
             request = try ClientFrame.decode(body)
         } catch {
             // The framing is intact, so the connection continues; the id is unknown, hence 0.
-            limiter.release()
+            // The refusal keeps the frame's reader slot until it is written.
             answer.yield(.failure(id: 0, error as? LicenseError ?? LicenseError(.invalidArgument, .malformedFrame, "malformed frame")))
             return
         }
         guard request.id != 0 else {
-            limiter.release()
             answer.yield(.failure(id: 0, LicenseError(.invalidArgument, .malformedFrame, "a request id must be non-zero")))
             return
         }

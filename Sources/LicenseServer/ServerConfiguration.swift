@@ -20,8 +20,12 @@ public struct ServerConfiguration: Sendable {
     /// Time allowed between frames before the connection is closed. Default 15 minutes
     /// (longer than the default 5-minute heartbeat).
     public var idleTimeout: Duration = .seconds(900)
-    /// Requests read but not yet answered, per connection; reading pauses beyond it. Default 128.
+    /// Requests read but not yet answered (or answered but not yet written, refusals of bad
+    /// frames included), per connection; reading pauses beyond it. Default 128.
     public var maxInFlightPerConnection: Int = 128
+    /// How long one answer may wait for a peer that does not read before the connection is
+    /// closed. Default 30 s.
+    public var writeStallTimeout: Duration = .seconds(30)
     /// How long in-flight calls may take to finish on shutdown. Default 10 s.
     public var drainTimeout: Duration = .seconds(10)
     /// How long after the going-away notice clients should wait before reconnecting. Default 1 s.

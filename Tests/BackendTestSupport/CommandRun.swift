@@ -11,7 +11,11 @@ public struct CommandRun: Sendable {
 
     /// Runs `executable` (a path, or a name looked up on PATH) to completion. `environment`
     /// replaces the test process's environment when given.
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> CommandRun {
+    ///
+    /// Nothing here blocks a thread of Swift's cooperative pool while the command runs (the pipes
+    /// are drained on Foundation's threads and the exit resumes a continuation): tests often run
+    /// commands against a server that lives in the same process, whose calls need that pool.
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) async throws -> CommandRun {
         let process = Process()
         if executable.contains("/") {
             process.executableURL = URL(fileURLWithPath: executable)
@@ -24,11 +28,35 @@ public struct CommandRun: Sendable {
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        try process.run()
-        // stdout to its end, then stderr: enough for the few kilobytes tests print (a child that
-        // filled the stderr pipe first would wait for it to be read).
-        let (stdout, stderr) = (out.fileHandleForReading.readDataToEndOfFile(), err.fileHandleForReading.readDataToEndOfFile())
-        process.waitUntilExit()
-        return CommandRun(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        let collected = Collected()
+        out.fileHandleForReading.readabilityHandler = { collected.append($0.availableData, error: false) }
+        err.fileHandleForReading.readabilityHandler = { collected.append($0.availableData, error: true) }
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch {
+                process.terminationHandler = nil
+                continuation.resume(throwing: error)
+            }
+        }
+        out.fileHandleForReading.readabilityHandler = nil
+        err.fileHandleForReading.readabilityHandler = nil
+        // Whatever arrived after the last handler call (the writers are closed now).
+        collected.append(out.fileHandleForReading.readDataToEndOfFile(), error: false)
+        collected.append(err.fileHandleForReading.readDataToEndOfFile(), error: true)
+        let (stdout, stderr) = collected.texts
+        return CommandRun(status: status, stdout: stdout, stderr: stderr)
+    }
+
+    private final class Collected: @unchecked Sendable {
+        private let lock = NSLock()
+        private var stdout = Data(), stderr = Data()
+
+        func append(_ data: Data, error: Bool) {
+            lock.withLock { if error { stderr.append(data) } else { stdout.append(data) } }
+        }
+
+        var texts: (String, String) {
+            lock.withLock { (String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self)) }
+        }
     }
 }

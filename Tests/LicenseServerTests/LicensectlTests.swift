@@ -14,12 +14,12 @@ struct LicensectlTests {
         return root.appendingPathComponent(".build/debug/licensectl").path
     }
 
-    func licensectl(_ arguments: [String], home: String, extraEnvironment: [String: String] = [:]) throws -> Run {
+    func licensectl(_ arguments: [String], home: String, extraEnvironment: [String: String] = [:]) async throws -> Run {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LICENSECTL_") }
         environment["HOME"] = home
         environment["LICENSECTL_CONFIG"] = home + "/licensectl.json"
         environment.merge(extraEnvironment) { _, new in new }
-        return try CommandRun.run(Self.binary, arguments, environment: environment)
+        return try await CommandRun.run(Self.binary, arguments, environment: environment)
     }
 
     func json(_ run: Run) throws -> [String: Any] {
@@ -33,51 +33,51 @@ struct LicensectlTests {
         try await TestServer.run { server in
             let keyFile = home + "/operator.key"
             try TestServer.bootstrapKey.write(toFile: keyFile, atomically: true, encoding: .utf8)
-            let saved = try licensectl(["profile", "set", "local", "--server", "127.0.0.1:\(server.port)", "--ca", server.caFile, "--api-key-file", keyFile], home: home)
+            let saved = try await licensectl(["profile", "set", "local", "--server", "127.0.0.1:\(server.port)", "--ca", server.caFile, "--api-key-file", keyFile], home: home)
             #expect(saved.status == 0 && saved.stdout.contains("(current)"), "\(saved.stderr)")
             let mode = try FileManager.default.attributesOfItem(atPath: home + "/licensectl.json")[.posixPermissions] as? Int
             #expect(mode == 0o600)
 
             // Daily commands carry no connection flags.
-            let tenant = try licensectl(["tenant", "create", "Acme Corp", "--id", "acme"], home: home)
+            let tenant = try await licensectl(["tenant", "create", "Acme Corp", "--id", "acme"], home: home)
             #expect(tenant.status == 0 && tenant.stdout.contains("Acme Corp"), "\(tenant.stderr)")
-            let license = try licensectl(["license", "create", "--tenant", "acme", "--seats", "2", "--id", "acme-pro", "--features", "ai,sync", "--valid-until", "2099-12-31"], home: home)
+            let license = try await licensectl(["license", "create", "--tenant", "acme", "--seats", "2", "--id", "acme-pro", "--features", "ai,sync", "--valid-until", "2099-12-31"], home: home)
             #expect(license.status == 0 && license.stdout.contains("ai, sync"), "\(license.stderr)")
-            let user = try json(try licensectl(["user", "create", "--tenant", "acme", "--name", "Alice", "--email", "alice@acme.com", "--output", "json"], home: home))
+            let user = try json(try await licensectl(["user", "create", "--tenant", "acme", "--name", "Alice", "--email", "alice@acme.com", "--output", "json"], home: home))
             let apiKey = try #require(user["api_key"] as? String)
             #expect(apiKey.hasPrefix("lk_") && user["email"] as? String == "alice@acme.com")
 
             // A seat taken by Alice shows in status (table for people, JSON for scripts).
             let alice = try await server.connect(apiKey: apiKey)
             let session = try await alice.acquire(licenseID: "acme-pro", hardwareID: "alice-laptop").sessionID
-            let status = try licensectl(["status"], home: home)
+            let status = try await licensectl(["status"], home: home)
             #expect(status.stdout.split(separator: "\n").first?.hasPrefix("LICENSE") == true)
             #expect(status.stdout.contains("acme-pro") && status.stdout.contains(" 1 "), "\(status.stdout)")
-            let updated = try json(try licensectl(["license", "update", "acme-pro", "--seats", "5", "--valid-until", "none", "--output", "json"], home: home))
+            let updated = try json(try await licensectl(["license", "update", "acme-pro", "--seats", "5", "--valid-until", "none", "--output", "json"], home: home))
             #expect(updated["seats"] as? Int == 5 && updated["valid_until_ms"] == nil)
-            let sessions = try licensectl(["session", "list", "--license", "acme-pro"], home: home)
+            let sessions = try await licensectl(["session", "list", "--license", "acme-pro"], home: home)
             #expect(sessions.stdout.contains(session))
-            let revoked = try licensectl(["session", "revoke", session], home: home)
+            let revoked = try await licensectl(["session", "revoke", session], home: home)
             #expect(revoked.status == 0, "\(revoked.stderr)")
-            let audit = try json(try licensectl(["audit", "--tenant", "acme", "--action", "session.", "--since", "1h", "--output", "json"], home: home))
+            let audit = try json(try await licensectl(["audit", "--tenant", "acme", "--action", "session.", "--since", "1h", "--output", "json"], home: home))
             let actions = (audit["events"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String }
             #expect(actions == ["session.revoke", "session.acquire"])
             await alice.close()
 
             // Errors are one line with the status and reason, and a distinct exit status.
-            let missing = try licensectl(["license", "show", "nope"], home: home)
+            let missing = try await licensectl(["license", "show", "nope"], home: home)
             #expect(missing.status == 1 && missing.stderr == "licensectl: NOT_FOUND LICENSE_UNKNOWN: license 'nope' not found\n")
-            let badKey = try licensectl(["status"], home: home, extraEnvironment: ["LICENSECTL_API_KEY": "lk_not_a_real_key_000000000"])
+            let badKey = try await licensectl(["status"], home: home, extraEnvironment: ["LICENSECTL_API_KEY": "lk_not_a_real_key_000000000"])
             #expect(badKey.status == 3 && badKey.stderr.hasPrefix("licensectl: UNAUTHENTICATED INVALID_CREDENTIAL"))
             #expect(!badKey.stderr.contains("lk_not_a_real_key"))
-            let noProfile = try licensectl(["status", "--profile", "prod"], home: home)
+            let noProfile = try await licensectl(["status", "--profile", "prod"], home: home)
             #expect(noProfile.status == 1 && noProfile.stderr.contains("no profile 'prod'") && noProfile.stderr.contains("profiles: local"))
-            let badDate = try licensectl(["license", "update", "acme-pro", "--valid-until", "soon"], home: home)
+            let badDate = try await licensectl(["license", "update", "acme-pro", "--valid-until", "soon"], home: home)
             #expect(badDate.status != 0 && badDate.stderr.contains("--valid-until must be a date"))
 
             // --help explains with examples.
             for command in [[], ["license"], ["audit"], ["key"], ["profile"]] {
-                let help = try licensectl(command + ["--help"], home: home)
+                let help = try await licensectl(command + ["--help"], home: home)
                 #expect(help.status == 0 && help.stdout.contains("Examples:"), "\(command)")
             }
         }
@@ -91,47 +91,47 @@ struct LicensectlTests {
             let keyFile = home + "/operator.key"
             try TestServer.bootstrapKey.write(toFile: keyFile, atomically: true, encoding: .utf8)
             let address = "127.0.0.1:\(server.port)"
-            func run(_ arguments: [String], ca: String? = nil) throws -> Run {
-                try licensectl(arguments + ["--server", address, "--api-key-file", keyFile] + (ca.map { ["--ca", $0] } ?? []), home: home)
+            func run(_ arguments: [String], ca: String? = nil) async throws -> Run {
+                try await licensectl(arguments + ["--server", address, "--api-key-file", keyFile] + (ca.map { ["--ca", $0] } ?? []), home: home)
             }
 
             // A CA that did not sign the server's certificate: the cause, the file, and what to do.
             let other = try LocalCertificateAuthority.ensure(in: home + "/other-ca")
-            let untrusted = try run(["status"], ca: other.caCertificate)
+            let untrusted = try await run(["status"], ca: other.caCertificate)
             #expect(untrusted.status == 1)
             #expect(untrusted.stderr == "licensectl: FAILED_PRECONDITION TLS_UNTRUSTED: the server's certificate at \(address) is not signed by \(other.caCertificate); pass the CA the server printed at start (--ca FILE or LICENSECTL_CA)\n")
             let serverCertificate = (server.caFile as NSString).deletingLastPathComponent + "/server.pem"
-            let certificateAsCA = try run(["status"], ca: serverCertificate)
+            let certificateAsCA = try await run(["status"], ca: serverCertificate)
             #expect(certificateAsCA.status == 1 && certificateAsCA.stderr.contains("TLS_UNTRUSTED: the server's certificate at \(address) is not signed by \(serverCertificate)"), "\(certificateAsCA.stderr)")
-            let noCA = try run(["status"])
+            let noCA = try await run(["status"])
             #expect(noCA.status == 1 && noCA.stderr.contains("TLS_UNTRUSTED") && noCA.stderr.contains("no CA file was given"), "\(noCA.stderr)")
-            let missingCA = try run(["status"], ca: home + "/nope.pem")
+            let missingCA = try await run(["status"], ca: home + "/nope.pem")
             #expect(missingCA.status == 1 && missingCA.stderr.contains("no such file: \(home)/nope.pem"), "\(missingCA.stderr)")
-            let missingKey = try licensectl(["status", "--server", address, "--ca", server.caFile, "--api-key-file", home + "/nokey"], home: home)
+            let missingKey = try await licensectl(["status", "--server", address, "--ca", server.caFile, "--api-key-file", home + "/nokey"], home: home)
             #expect(missingKey.status == 1 && missingKey.stderr.contains("no such file: \(home)/nokey"), "\(missingKey.stderr)")
 
             // Nothing listening: the address and the likely cause.
             let closedPort = try FreePort.next()
-            let refused = try licensectl(["status", "--server", "127.0.0.1:\(closedPort)", "--ca", server.caFile, "--api-key-file", keyFile], home: home)
+            let refused = try await licensectl(["status", "--server", "127.0.0.1:\(closedPort)", "--ca", server.caFile, "--api-key-file", keyFile], home: home)
             #expect(refused.status == 4 && refused.stderr.contains("is licensed running on 127.0.0.1:\(closedPort)?"), "\(refused.stderr)")
 
             // Numbers: a negative value is named as such, and is a usage error (64).
-            let negative = try run(["license", "create", "--tenant", "acme", "--seats", "-3"], ca: server.caFile)
+            let negative = try await run(["license", "create", "--tenant", "acme", "--seats", "-3"], ca: server.caFile)
             #expect(negative.status == 64 && negative.stderr.contains("--seats must be ≥ 0"), "\(negative.stderr)")
 
             // Duplicates and unknown ids name the id.
-            #expect(try run(["tenant", "create", "Acme", "--id", "acme"], ca: server.caFile).status == 0)
-            let duplicate = try run(["tenant", "create", "Acme again", "--id", "acme"], ca: server.caFile)
+            #expect(try await run(["tenant", "create", "Acme", "--id", "acme"], ca: server.caFile).status == 0)
+            let duplicate = try await run(["tenant", "create", "Acme again", "--id", "acme"], ca: server.caFile)
             #expect(duplicate.status == 1 && duplicate.stderr == "licensectl: ALREADY_EXISTS ALREADY_EXISTS: tenant 'acme' already exists\n", "\(duplicate.stderr)")
-            let unknownTenant = try run(["license", "create", "--tenant", "nope", "--seats", "1"], ca: server.caFile)
+            let unknownTenant = try await run(["license", "create", "--tenant", "nope", "--seats", "1"], ca: server.caFile)
             #expect(unknownTenant.stderr.contains("tenant 'nope' not found"), "\(unknownTenant.stderr)")
 
             // `session list` with no filter lists what the caller may see, with user names.
-            #expect(try run(["license", "create", "--tenant", "acme", "--seats", "3", "--id", "acme-pro"], ca: server.caFile).status == 0)
-            let user = try json(try run(["user", "create", "--tenant", "acme", "--name", "Alice Example", "--output", "json"], ca: server.caFile))
+            #expect(try await run(["license", "create", "--tenant", "acme", "--seats", "3", "--id", "acme-pro"], ca: server.caFile).status == 0)
+            let user = try json(try await run(["user", "create", "--tenant", "acme", "--name", "Alice Example", "--output", "json"], ca: server.caFile))
             let alice = try await server.connect(apiKey: try #require(user["api_key"] as? String))
             let session = try await alice.acquire(licenseID: "acme-pro", hardwareID: "alice-laptop").sessionID
-            let list = try run(["session", "list"], ca: server.caFile)
+            let list = try await run(["session", "list"], ca: server.caFile)
             #expect(list.status == 0 && list.stdout.contains(session) && list.stdout.contains("Alice Example"), "\(list.stdout) \(list.stderr)")
             await alice.close()
 
@@ -144,10 +144,10 @@ struct LicensectlTests {
                 ["profile", "set"], ["profile", "use"], ["profile", "list"],
             ]
             for leaf in leaves {
-                let help = try licensectl(leaf + ["--help"], home: home)
+                let help = try await licensectl(leaf + ["--help"], home: home)
                 #expect(help.status == 0 && help.stdout.contains("licensectl " + leaf.joined(separator: " ")) && help.stdout.contains("Example"), "\(leaf)")
             }
-            let top = try licensectl(["--help"], home: home)
+            let top = try await licensectl(["--help"], home: home)
             #expect(top.stdout.contains("64 usage error"))
         }
     }

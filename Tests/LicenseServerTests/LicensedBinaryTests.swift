@@ -16,27 +16,27 @@ struct LicensedBinaryTests {
     }
 
     /// Runs `licensed` to completion, with no `LICENSED_` settings from the test's environment.
-    func run(_ arguments: [String]) throws -> CommandRun {
-        try CommandRun.run(Self.binary, arguments, environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LICENSED_") })
+    func run(_ arguments: [String]) async throws -> CommandRun {
+        try await CommandRun.run(Self.binary, arguments, environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LICENSED_") })
     }
 
     func mode(_ path: String) throws -> Int {
         try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
     }
 
-    @Test func helpShowsTheServersOptionsAndEveryCommandHasAnExample() throws {
+    @Test func helpShowsTheServersOptionsAndEveryCommandHasAnExample() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build first: Tools/test.sh")
-        let help = try run(["--help"])
+        let help = try await run(["--help"])
         #expect(help.status == 0)
         let text = help.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")  // help wraps lines
         for option in ["--listen", "--redis-url", "--postgres-url", "--tls-cert", "--signing-alg", "operator-key", "migrate", "64 usage error"] {
             #expect(text.contains(option), "licensed --help lacks \(option)")
         }
         for command in [["serve"], ["migrate"], ["operator-key", "create"], ["operator-certificate"]] {
-            let sub = try run(command + ["--help"])
+            let sub = try await run(command + ["--help"])
             #expect(sub.status == 0 && sub.output.contains("Example"), "\(command)")
         }
-        let negative = try run(["--max-frame-bytes", "-5"])
+        let negative = try await run(["--max-frame-bytes", "-5"])
         #expect(negative.status == 64 && negative.output.contains("not '-5'"), "\(negative.output)")
     }
 
@@ -71,7 +71,7 @@ struct LicensedBinaryTests {
         }
 
         // A lost operator key: a new one, made on the data folder while the daemon serves.
-        let recovered = try run(["operator-key", "create", "--data-dir", data, "--name", "laptop"])
+        let recovered = try await run(["operator-key", "create", "--data-dir", data, "--name", "laptop"])
         #expect(recovered.status == 0, "\(recovered.output)")
         let key = try #require(recovered.output.split(whereSeparator: \.isWhitespace).first { $0.hasPrefix("lk_") }.map(String.init))
         let connection = try await LicenseConnection.connect(to: LicenseServerEndpoint(host: "127.0.0.1", port: port, caFile: data + "/tls/ca.pem"))

@@ -36,7 +36,7 @@ struct TLSPolicyTests {
 
     @Test func alpnIsStrictAndTLS12OffersOnlyECDHEWithAEAD() async throws {
         try await TestServer.run { server in
-            let output = try CommandRun.run("python3", ["-c", Self.probe, "127.0.0.1", String(server.port), server.caFile]).output
+            let output = try await CommandRun.run("python3", ["-c", Self.probe, "127.0.0.1", String(server.port), server.caFile]).output
             let results = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: String], "\(output)")
             // RFC 7301: a client offering only other protocols is refused with no_application_protocol.
             #expect(results["alpn_h2"]?.contains("no application protocol") == true, "\(results)")
@@ -54,7 +54,7 @@ struct TLSPolicyTests {
 
     @Test func sslscanFindsNoCBCNoSHA1AndNoOldProtocols() async throws {
         try await TestServer.run { server in
-            let output = try CommandRun.run("sslscan", ["--no-colour", "--timeout=20", "--no-heartbleed", "--no-renegotiation", "--no-compression", "--no-groups", "127.0.0.1:\(server.port)"]).output
+            let output = try await CommandRun.run("sslscan", ["--no-colour", "--timeout=20", "--no-heartbleed", "--no-renegotiation", "--no-compression", "--no-groups", "127.0.0.1:\(server.port)"]).output
             let lines = output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
             for old in ["SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"] {
                 #expect(lines.contains { $0.hasPrefix(old) && $0.hasSuffix("disabled") }, "\(old): \(output)")
