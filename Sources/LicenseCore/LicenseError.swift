@@ -110,6 +110,8 @@ extension LicenseError {
         public static let malformedFrame = Reason(rawValue: "MALFORMED_FRAME")
         public static let frameTimeout = Reason(rawValue: "FRAME_TIMEOUT")
         public static let idleTimeout = Reason(rawValue: "IDLE_TIMEOUT")
+        public static let signInTimeout = Reason(rawValue: "SIGN_IN_TIMEOUT")
+        public static let tooManyRefusedHellos = Reason(rawValue: "TOO_MANY_REFUSED_HELLOS")
         public static let tlsRequired = Reason(rawValue: "TLS_REQUIRED")
         public static let unknownCall = Reason(rawValue: "UNKNOWN_CALL")
         public static let duplicateRequestID = Reason(rawValue: "DUPLICATE_REQUEST_ID")

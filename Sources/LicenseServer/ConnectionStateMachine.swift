@@ -36,9 +36,18 @@ public struct ConnectionStateMachine: Sendable {
     public private(set) var state: State = .awaitingHello
     /// Requests read whose answers are not yet written.
     public private(set) var inFlight = 0
+    /// `Hello`s refused on this connection so far.
+    public private(set) var refusedHellos = 0
+    /// How many refused `Hello`s end the connection.
+    public let maxRefusedHellos: Int
+    private var signedIn = false
     private var inputEnded = false
 
-    public init() {}
+    /// - Parameter maxRefusedHellos: refused `Hello`s after which the connection is closed
+    ///   (the last refusal is still answered). Default 3.
+    public init(maxRefusedHellos: Int = 3) {
+        self.maxRefusedHellos = max(1, maxRefusedHellos)
+    }
 
     /// A request frame arrived. Every request counts as in flight until `answerWritten()`.
     public mutating func requestReceived(isHello: Bool) -> RequestAction {
@@ -71,7 +80,10 @@ public struct ConnectionStateMachine: Sendable {
 
     /// The `Hello` credential was accepted.
     public mutating func helloSucceeded(_ principal: Principal) {
-        if case .authenticating = state { state = .ready(principal) }
+        if case .authenticating = state {
+            state = .ready(principal)
+            signedIn = true
+        }
     }
 
     /// The credential `principal` signed in with no longer holds (a revoked key, a disabled user,
@@ -81,9 +93,26 @@ public struct ConnectionStateMachine: Sendable {
         if case .ready(let current) = state, current == principal { state = .awaitingHello }
     }
 
-    /// The `Hello` credential was refused: the connection is unauthenticated again.
-    public mutating func helloFailed() {
-        if case .authenticating = state { state = .awaitingHello }
+    /// The `Hello` credential was refused: the connection is unauthenticated again. After
+    /// `maxRefusedHellos` refusals it is done: `.close` once that refusal is answered.
+    @discardableResult
+    public mutating func helloFailed() -> CloseAction {
+        guard case .authenticating = state else { return .none }
+        refusedHellos += 1
+        guard refusedHellos < maxRefusedHellos else {
+            state = .closed
+            return .close
+        }
+        state = .awaitingHello
+        return .none
+    }
+
+    /// The sign-in deadline passed. A connection that has never signed in is refused (`.close`:
+    /// answer with `SIGN_IN_TIMEOUT` and close); one that has is left alone.
+    public mutating func signInDeadlinePassed() -> CloseAction {
+        guard !signedIn, state != .closed, state != .draining else { return .none }
+        state = .closed
+        return .close
     }
 
     /// An answer (or rejection) was written.

@@ -87,13 +87,14 @@ public final class LicenseServer: Service {
             sessionNotices.closed(connectionID)
         }
         let channel = connection.channel
-        let machine = LockedStateMachine()
+        let machine = LockedStateMachine(maxRefusedHellos: configuration.maxRefusedHellos)
         let limiter = InFlightLimiter(slots: configuration.maxInFlightPerConnection)
         let (answers, answer) = AsyncStream.makeStream(of: ServerFrame.self)
         let dispatcher = self.dispatcher
         let drainTimeout = configuration.drainTimeout
         let reconnectAfter = configuration.reconnectAfter
         let writeStallTimeout = TimeAmount(configuration.writeStallTimeout)
+        let signInTimeout = configuration.signInTimeout
         let peer = channel.remoteAddress?.ipAddress ?? "unknown"
         let recheck = CredentialRecheck(interval: configuration.credentialRecheckInterval)
 
@@ -121,6 +122,14 @@ public final class LicenseServer: Service {
                         limiter.close()
                         try? await channel.close()
                     }
+
+                    // A connection that has not signed in within the sign-in timeout is refused.
+                    let signInDeadline = channel.eventLoop.scheduleTask(in: TimeAmount(signInTimeout)) {
+                        guard machine.withLock({ $0.signInDeadlinePassed() }) == .close else { return }
+                        answer.yield(.failure(id: 0, LicenseError(.unauthenticated, .signInTimeout, "sign in (Hello) within \(signInTimeout) of connecting")))
+                        answer.finish()
+                    }
+                    defer { signInDeadline.cancel() }
 
                     await withGracefulShutdownHandler {
                         do {
@@ -183,11 +192,20 @@ public final class LicenseServer: Service {
             // Only a Hello without a credential looks at the client certificate.
             let certificateName = request.hello.credential == nil ? await ClientCertificate.commonName(on: channel) : nil
             let (frame, principal) = await dispatcher.hello(id: request.id, request.hello, peer: peer, clientCertificateName: certificateName)
-            machine.withLock { state in
-                if let principal { state.helloSucceeded(principal) } else { state.helloFailed() }
+            let close: ConnectionStateMachine.CloseAction = machine.withLock { state in
+                if let principal {
+                    state.helloSucceeded(principal)
+                    return .none
+                }
+                return state.helloFailed()
             }
             if principal != nil { recheck.signedIn(at: dispatcher.service.clock.now()) }
             answer.yield(frame)
+            if close == .close {
+                // Too many refused Hellos: this refusal is the connection's last answer.
+                answer.yield(.failure(id: 0, LicenseError(.unauthenticated, .tooManyRefusedHellos, "too many refused sign-ins on this connection")))
+                answer.finish()
+            }
         case .dispatch(let principal):
             let notices = sessionNotices
             group.addTask {
@@ -207,7 +225,11 @@ public final class LicenseServer: Service {
 
 /// A connection's state machine behind a lock, shared by its reader, writer and call tasks.
 final class LockedStateMachine: Sendable {
-    private let machine = Mutex(ConnectionStateMachine())
+    private let machine: Mutex<ConnectionStateMachine>
+
+    init(maxRefusedHellos: Int = 3) {
+        machine = Mutex(ConnectionStateMachine(maxRefusedHellos: maxRefusedHellos))
+    }
 
     func withLock<T>(_ body: (inout ConnectionStateMachine) -> T) -> T {
         machine.withLock { body(&$0) }

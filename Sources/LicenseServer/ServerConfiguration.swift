@@ -23,6 +23,11 @@ public struct ServerConfiguration: Sendable {
     /// Requests read but not yet answered (or answered but not yet written, refusals of bad
     /// frames included), per connection; reading pauses beyond it. Default 128.
     public var maxInFlightPerConnection: Int = 128
+    /// How long after connecting a client must have signed in (a `Hello` accepted); otherwise it
+    /// is answered `UNAUTHENTICATED`/`SIGN_IN_TIMEOUT` and closed. Default 10 s.
+    public var signInTimeout: Duration = .seconds(10)
+    /// Refused `Hello`s after which a connection is closed (the last one is answered). Default 3.
+    public var maxRefusedHellos: Int = 3
     /// How long one answer may wait for a peer that does not read before the connection is
     /// closed. Default 30 s.
     public var writeStallTimeout: Duration = .seconds(30)

@@ -106,4 +106,36 @@ struct ConnectionStateMachineTests {
         #expect(machine.fatal() == .none)
         #expect(machine.answerWritten() == .none)
     }
+
+    @Test func theThirdRefusedHelloEndsTheConnection() {
+        var machine = ConnectionStateMachine(maxRefusedHellos: 3)
+        for attempt in 1...3 {
+            #expect(machine.requestReceived(isHello: true) == .authenticate)
+            let close = machine.helloFailed()
+            #expect(close == (attempt < 3 ? .none : .close), "attempt \(attempt)")
+            #expect(machine.answerWritten() == .none)
+        }
+        #expect(machine.state == .closed)
+        #expect(machine.refusedHellos == 3)
+    }
+
+    @Test func theSignInDeadlineRefusesOnlyConnectionsThatNeverSignedIn() {
+        var waiting = ConnectionStateMachine()
+        #expect(waiting.signInDeadlinePassed() == .close)
+        #expect(waiting.state == .closed)
+
+        var refused = ConnectionStateMachine()
+        _ = refused.requestReceived(isHello: true)
+        refused.helloFailed()
+        #expect(refused.signInDeadlinePassed() == .close)
+
+        var signedIn = ConnectionStateMachine()
+        _ = signedIn.requestReceived(isHello: true)
+        signedIn.helloSucceeded(alice)
+        #expect(signedIn.signInDeadlinePassed() == .none)
+        #expect(signedIn.state == .ready(alice))
+        // A credential that lapsed later does not bring the deadline back.
+        signedIn.credentialLapsed(alice)
+        #expect(signedIn.signInDeadlinePassed() == .none)
+    }
 }
