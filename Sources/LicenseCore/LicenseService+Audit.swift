@@ -41,15 +41,16 @@ extension LicenseService {
         return includeEnded ? visible : visible.filter { $0.isLive(at: now) }
     }
 
-    /// The display names of users, for lists that show user ids (sessions). Names of users the
-    /// principal may not see are left out.
+    /// The display names of users, for lists that show user ids (sessions). Users the principal
+    /// may not see (`visibleUser`) are left out.
     public func userNames(_ ids: Set<UserID>, by principal: Principal) async throws -> [UserID: String] {
-        let repository = repository(for: principal)
         var names: [UserID: String] = [:]
         for id in ids {
-            guard let user = try await backend("the repository", { try await repository.user(id) }) else { continue }
-            let visible = user.id == principal.userID || principal.isOperator || (user.tenantID.map(principal.reads) ?? false)
-            if visible { names[id] = user.name }
+            do {
+                names[id] = try await visibleUser(id, to: principal).name
+            } catch let error as LicenseError where error.code == .notFound {
+                continue
+            }
         }
         return names
     }

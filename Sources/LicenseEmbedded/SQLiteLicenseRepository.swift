@@ -34,7 +34,6 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         for pragma in ["PRAGMA busy_timeout=5000", "PRAGMA query_only=ON"] {
             _ = try await readConnection.query(pragma)
         }
-        try restrictToOwner(path)
         return SQLiteLicenseRepository(write: writeConnection, read: readConnection)
     }
 
