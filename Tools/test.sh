@@ -5,6 +5,7 @@
 # Installs, only when missing:
 #   redis-server, redis-cli   Debian's redis-server and redis-tools (the Redis seat-store tests
 #                             start their own servers and a three-master Redis Cluster)
+#   redis-sentinel            Debian's redis-sentinel (the failover test runs three sentinels)
 #   sslscan                   Debian's sslscan (the TLS policy test lists the server's suites)
 #   joserfc                   from PyPI (the independent JOSE verifier of the token tests)
 #   a `postgres` user         when run as root (PostgreSQL refuses to run as root)
@@ -25,6 +26,7 @@ fi
 packages=()
 command -v redis-server >/dev/null || packages+=(redis-server)
 command -v redis-cli >/dev/null || packages+=(redis-tools)
+command -v redis-sentinel >/dev/null || packages+=(redis-sentinel)
 command -v sslscan >/dev/null || packages+=(sslscan)
 if ((${#packages[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -47,7 +49,7 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
 fi
 
-for tool in redis-server redis-cli sslscan initdb postgres python3; do
+for tool in redis-server redis-cli redis-sentinel sslscan initdb postgres python3; do
   command -v "$tool" >/dev/null || { say "missing $tool (PostgreSQL 15's server binaries must be installed: initdb, postgres)"; exit 1; }
 done
 

@@ -18,9 +18,16 @@ public actor GroupCommitQueue<Connection> {
     /// Runs `body` in the next batch and returns once that batch's commit has returned.
     /// `payload` describes the write to a `commit` that can combine such writes into one
     /// statement (see `GroupCommitUnit.payload`).
-    public func perform<T: Sendable>(payload: (any Sendable)? = nil, _ body: @escaping @Sendable (Connection) async throws -> T) async throws -> T {
+    ///
+    /// With a `deadline`, the unit is never started after it: a unit still queued when its
+    /// deadline has passed fails with `GroupCommitTimeout` without touching the database, and
+    /// `commit` bounds each batch by its earliest deadline (`GroupCommitUnit.deadline`). Since
+    /// units queue in order, a caller waits for batches that end no later than its own deadline.
+    public func perform<T: Sendable>(
+        payload: (any Sendable)? = nil, deadline: ContinuousClock.Instant? = nil, _ body: @escaping @Sendable (Connection) async throws -> T
+    ) async throws -> T {
         let box = ResultBox<T>()
-        let unit = GroupCommitUnit<Connection>(payload: payload, work: { connection in box.value = try await body(connection) })
+        let unit = GroupCommitUnit<Connection>(payload: payload, deadline: deadline, work: { connection in box.value = try await body(connection) })
         queue.append(unit)
         if leading {
             // Suspends until our batch is done (false) or we are asked to lead (true).
@@ -34,18 +41,42 @@ public actor GroupCommitQueue<Connection> {
         return box.value!
     }
 
+    /// Units waiting for the next batch (for metrics and tests).
+    public var waiting: Int { queue.count }
+
     private func leadOneBatch() async {
         let batch = queue
         queue.removeAll(keepingCapacity: true)
-        await commit(batch)
-        for unit in batch { unit.wake?.resume(returning: false) }
-        if let next = queue.first {
+        // Too late to start (less than `minimumBudget` left): fail at once, without a database
+        // call and without waiting for the batch.
+        let live = batch.filter { !failIfExpired($0) }
+        if !live.isEmpty { await commit(live) }
+        for unit in live { unit.wake?.resume(returning: false) }
+        // The next leader is the first queued unit with time left: one whose deadline passed
+        // while it waited must answer now, not after leading a batch of others.
+        while let next = queue.first {
+            if failIfExpired(next) {
+                queue.removeFirst()
+                continue
+            }
             next.wake?.resume(returning: true)
             next.wake = nil
-        } else {
-            leading = false
+            return
         }
+        leading = false
     }
+
+    /// Fails and wakes a unit whose deadline is too close to start it; returns whether it did.
+    private func failIfExpired(_ unit: GroupCommitUnit<Connection>) -> Bool {
+        guard let deadline = unit.deadline, deadline <= ContinuousClock.now.advanced(by: Self.minimumBudget) else { return false }
+        unit.error = GroupCommitTimeout()
+        unit.wake?.resume(returning: false)
+        unit.wake = nil
+        return true
+    }
+
+    /// The least time a unit must have left to be started.
+    public static var minimumBudget: Duration { .milliseconds(100) }
 
     private final class ResultBox<T>: @unchecked Sendable {
         var value: T?
@@ -61,10 +92,26 @@ public final class GroupCommitUnit<Connection>: @unchecked Sendable {
     /// collect its result (and do the write itself when it runs alone).
     public let payload: (any Sendable)?
     public var error: (any Error)?
+    /// The latest moment the unit's caller waits for; `commit` must not let the unit's writes
+    /// commit after it (e.g. a statement timeout set to the batch's earliest deadline).
+    public let deadline: ContinuousClock.Instant?
     fileprivate var wake: CheckedContinuation<Bool, Never>?
 
-    init(payload: (any Sendable)?, work: @escaping @Sendable (Connection) async throws -> Void) {
+    init(payload: (any Sendable)?, deadline: ContinuousClock.Instant?, work: @escaping @Sendable (Connection) async throws -> Void) {
         self.payload = payload
+        self.deadline = deadline
         self.work = work
     }
+}
+
+extension Collection {
+    /// The earliest deadline of a batch of units, or `nil` when none has one.
+    public func earliestDeadline<Connection>() -> ContinuousClock.Instant? where Element == GroupCommitUnit<Connection> {
+        compactMap(\.deadline).min()
+    }
+}
+
+/// A group-commit unit's deadline passed before it could be started or finished.
+public struct GroupCommitTimeout: Error, Hashable, Sendable {
+    public init() {}
 }

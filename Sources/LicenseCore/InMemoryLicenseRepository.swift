@@ -198,6 +198,10 @@ public final class InMemoryLicenseRepository: LicenseRepository {
         }
     }
 
+    public func licensesWithLiveSessions() async throws -> [LicenseID] {
+        state.withLock { state in Set(state.sessions.values.filter { $0.endedAt == nil }.map(\.licenseID)).sorted() }
+    }
+
     public func appendAudit(_ event: AuditEvent) async throws { state.withLock { $0.audit.append(event) } }
 
     public func auditEvents(_ query: AuditQuery) async throws -> [AuditEvent] {

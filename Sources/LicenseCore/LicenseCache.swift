@@ -18,6 +18,8 @@ public final class LicenseCache: Sendable {
         var trusted: Bool
         var generation: UInt64 = 0
         var entries: [LicenseID: (license: License, storedAt: ContinuousClock.Instant)] = [:]
+        /// Every license read, kept while the cache is not trusted, for `lastKnown`.
+        var known: [LicenseID: License] = [:]
     }
 
     private let state: Mutex<State>
@@ -49,10 +51,19 @@ public final class LicenseCache: Sendable {
     /// Stores a license read from the repository, unless an invalidation happened since the read began.
     public func store(_ license: License, readAt generation: UInt64) {
         state.withLock { state in
-            guard state.trusted, state.generation == generation else { return }
+            guard state.generation == generation else { return }
+            if state.known.count >= capacity { state.known.removeAll(keepingCapacity: true) }
+            state.known[license.id] = license
+            guard state.trusted else { return }
             if state.entries.count >= capacity { state.entries.removeAll(keepingCapacity: true) }
             state.entries[license.id] = (license, .now)
         }
+    }
+
+    /// The license as last read, whether or not the cache is trusted now, unless it was changed
+    /// since: what a caller may fall back on while the repository is unreachable.
+    public func lastKnown(_ id: LicenseID) -> License? {
+        state.withLock { $0.known[id] }
     }
 
     /// Drops a license (it changed).
@@ -60,6 +71,7 @@ public final class LicenseCache: Sendable {
         state.withLock { state in
             state.generation &+= 1
             state.entries[id] = nil
+            state.known[id] = nil
         }
     }
 

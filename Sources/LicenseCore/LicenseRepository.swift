@@ -63,6 +63,9 @@ public protocol LicenseRepository: Sendable {
     func sessions(license: LicenseID, includeEnded: Bool) async throws -> [LeaseSession]
     /// The sessions of a user, newest first; only those not ended unless `includeEnded`.
     func sessions(user: UserID, includeEnded: Bool) async throws -> [LeaseSession]
+    /// The licenses that have at least one session not ended, ordered by id (what the session
+    /// sweeper walks).
+    func licensesWithLiveSessions() async throws -> [LicenseID]
 
     func appendAudit(_ event: AuditEvent) async throws
     /// The audit events matching the query, newest first.

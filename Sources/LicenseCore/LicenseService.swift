@@ -7,10 +7,15 @@ public struct ServiceConfiguration: Sendable {
     public var issuer: String
     /// The policy given to licenses created without explicit times.
     public var defaultPolicy: LeasePolicy
+    /// How long a claimed seat is held before its session row has committed. Longer than the
+    /// repository's write deadline, so a slow commit still finds its seat; short, so a claim
+    /// whose daemon died or gave up frees its seat within seconds.
+    public var pendingClaimTTL: Duration
 
-    public init(issuer: String = "coditect-licensed", defaultPolicy: LeasePolicy = .default) {
+    public init(issuer: String = "coditect-licensed", defaultPolicy: LeasePolicy = .default, pendingClaimTTL: Duration = .seconds(10)) {
         self.issuer = issuer
         self.defaultPolicy = defaultPolicy
+        self.pendingClaimTTL = pendingClaimTTL
     }
 }
 
@@ -86,68 +91,6 @@ public struct LicenseService: Sendable {
     }
 
     // MARK: - Session calls
-
-    /// Gives the caller its own session on a seat of the license for this machine: the seat the
-    /// user already holds on this hardware (it counts once however many processes share it), or
-    /// a newly taken one. A retry with the same idempotency key resumes the same session.
-    public func acquire(_ command: AcquireCommand, by principal: Principal) async throws -> AcquireOutcome {
-        let repository = repository(for: principal)
-        try Validation.id(command.licenseID, field: "license_id")
-        try Validation.text(command.hardwareID, field: "hardware_id", max: Validation.maxHardwareIDLength)
-        try Validation.text(command.idempotencyKey, field: "idempotency_key", max: Validation.maxIDLength, required: false)
-        try Validation.clientInfo(command.clientInfo)
-
-        let license = try await visibleLicense(LicenseID(command.licenseID), to: principal)
-        let now = clock.now()
-        try checkUsable(license, at: now)
-
-        let holder = SeatHolder(userID: principal.userID, hardwareID: command.hardwareID, idempotencyKey: command.idempotencyKey)
-        let candidate = SessionID(IdentifierGenerator.make(prefix: "ses"))
-        let outcome = try await backend("the seat store") {
-            try await seats.claim(SeatClaimRequest(
-                licenseID: license.id, sessionID: candidate, holder: holder,
-                seatLimit: license.seats, leaseTTL: license.policy.leaseTTL
-            ))
-        }
-
-        let lease: SeatLease
-        let resumed: Bool
-        switch outcome {
-        case .full(let used, let limit):
-            throw LicenseError(
-                .resourceExhausted, .noSeats, "all \(limit) seats of license \(license.id) are in use (\(used) held)",
-                details: ["seats_total": String(limit), "seats_used": String(used)]
-            )
-        case .granted(let granted):
-            let session = LeaseSession(
-                id: granted.sessionID, tenantID: license.tenantID, licenseID: license.id, userID: principal.userID,
-                hardwareID: command.hardwareID, idempotencyKey: command.idempotencyKey, clientInfo: command.clientInfo,
-                createdAt: now, leaseExpiresAt: granted.expiresAt
-            )
-            let audit = AuditEvent(at: now, tenantID: license.tenantID, actor: principal.userID, action: "session.acquire", target: granted.sessionID.rawValue)
-            do {
-                try await repository.insertSession(session, audit: audit)
-                directory.remember(session)
-            } catch {
-                // No seat may be held that is not recorded: give it back before answering.
-                _ = try? await seats.release(licenseID: license.id, sessionID: granted.sessionID)
-                logger.debug("session commit failed; seat returned", metadata: ["license": "\(license.id)", "error": "\(type(of: error))"])
-                throw error as? LicenseError ?? LicenseError.backendUnavailable("the repository")
-            }
-            lease = granted
-            resumed = false
-        case .existing(let existing):
-            try await recordLease(existing, in: repository)
-            lease = existing
-            resumed = true
-        }
-
-        let (token, tokenExpiry) = try makeToken(license: license, sessionID: lease.sessionID, userID: principal.userID, hardwareID: command.hardwareID, now: now)
-        return AcquireOutcome(
-            sessionID: lease.sessionID, leaseToken: token, leaseExpiresAt: lease.expiresAt,
-            tokenExpiresAt: tokenExpiry, policy: license.policy, resumed: resumed
-        )
-    }
 
     /// Extends a session's lease. A lapsed lease is re-taken only if a seat is free; an ended
     /// session stays ended. `clientTokenExpiry` lets the server decide whether to send a fresh token.
@@ -238,15 +181,19 @@ public struct LicenseService: Sendable {
 
     // MARK: - Helpers shared with the admin calls
 
-    /// Ends a session: its seat is released, the row ended, and the seat released once more.
-    /// A heartbeat that found the seat gone between the first release and the row's end may
-    /// have re-taken it (the row still looked live); the second release takes it back, and
-    /// that heartbeat's next call finds the seat gone and the row ended.
+    /// Ends a session: its row is ended, then its seat released. In this order no moment has
+    /// the seat gone while the row is live, so a heartbeat in between either renews the handle
+    /// that the release then drops, or finds the seat gone and the row ended. Should the release
+    /// fail, the sweeper frees the seat (it has no live row); should the row's end fail, the
+    /// seat stays held with its live row and the caller may retry.
     func end(_ session: LeaseSession, reason: SessionEndReason, by principal: Principal, action: String) async throws {
-        let repository = repository(for: principal)
-        _ = try await backend("the seat store") { try await seats.release(licenseID: session.licenseID, sessionID: session.id) }
+        try await end(session, reason: reason, actor: principal.userID, in: repository(for: principal), action: action)
+    }
+
+    /// Ends a session in `repository` with `actor` (`nil`: the server itself) in its audit row.
+    func end(_ session: LeaseSession, reason: SessionEndReason, actor: UserID?, in repository: any LicenseRepository, action: String) async throws {
         let now = clock.now()
-        let audit = AuditEvent(at: now, tenantID: session.tenantID, actor: principal.userID, action: action, target: session.id.rawValue)
+        let audit = AuditEvent(at: now, tenantID: session.tenantID, actor: actor, action: action, target: session.id.rawValue)
         _ = try await backend("the repository") {
             try await repository.endSession(session.id, at: now, reason: reason, audit: audit)
         }
@@ -262,7 +209,7 @@ public struct LicenseService: Sendable {
     }
 
     /// Stores a lease's new expiry: behind the call when the daemon runs a writer, else now.
-    private func recordLease(_ lease: SeatLease, in repository: any LicenseRepository) async throws {
+    func recordLease(_ lease: SeatLease, in repository: any LicenseRepository) async throws {
         if let leaseWriter {
             leaseWriter.record(lease.sessionID, expiresAt: lease.expiresAt)
         } else {
@@ -323,7 +270,7 @@ public struct LicenseService: Sendable {
         return now.duration(to: clientExpiry) < policy.offlineGrace - share
     }
 
-    private func makeToken(license: License, sessionID: SessionID, userID: UserID, hardwareID: String, now: Timestamp) throws -> (String, Timestamp) {
+    func makeToken(license: License, sessionID: SessionID, userID: UserID, hardwareID: String, now: Timestamp) throws -> (String, Timestamp) {
         var expiry = now.advanced(by: license.policy.offlineGrace)
         if let until = license.validUntil { expiry = min(expiry, until) }
         // JWT times are whole seconds: round the expiry down so the answer matches the token.

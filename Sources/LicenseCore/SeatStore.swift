@@ -17,13 +17,20 @@ public struct SeatHolder: Hashable, Sendable {
 /// A seat is one user on one machine (user id and hardware id). Every process holding it has its
 /// own handle (its own session and lease); the seat counts once against the license's limit and
 /// is free again when its last handle is released or lapses.
+///
+/// A handle claimed for a session whose row is not committed yet is *pending*: it holds its seat
+/// only briefly (the claim's `pendingTTL`) unless `confirm` is called once the row commits, so
+/// a claim whose caller died or gave up frees its seat within seconds, not a lease TTL.
 public struct SeatLease: Hashable, Sendable {
     public var sessionID: SessionID
     public var expiresAt: Timestamp
+    /// Whether the handle awaits confirmation (its session row was not known to be committed).
+    public var isPending: Bool
 
-    public init(sessionID: SessionID, expiresAt: Timestamp) {
+    public init(sessionID: SessionID, expiresAt: Timestamp, isPending: Bool = false) {
         self.sessionID = sessionID
         self.expiresAt = expiresAt
+        self.isPending = isPending
     }
 }
 
@@ -36,24 +43,33 @@ public struct SeatClaimRequest: Hashable, Sendable {
     /// The license's seat count at the time of the call.
     public var seatLimit: Int
     public var leaseTTL: Duration
+    /// How long a new handle holds its seat unconfirmed: `confirm` must follow within this, or
+    /// the handle lapses. `nil` makes the handle confirmed at once (for a caller that records
+    /// no session row).
+    public var pendingTTL: Duration?
 
-    public init(licenseID: LicenseID, sessionID: SessionID, holder: SeatHolder, seatLimit: Int, leaseTTL: Duration) {
+    public init(licenseID: LicenseID, sessionID: SessionID, holder: SeatHolder, seatLimit: Int, leaseTTL: Duration, pendingTTL: Duration? = nil) {
         self.licenseID = licenseID
         self.sessionID = sessionID
         self.holder = holder
         self.seatLimit = seatLimit
         self.leaseTTL = leaseTTL
+        self.pendingTTL = pendingTTL
     }
 }
 
 /// What a claim did.
 public enum SeatClaimOutcome: Hashable, Sendable {
     /// A new handle was made for the requested session id: on the seat the user already holds
-    /// on this machine, or on a newly taken seat.
+    /// on this machine, or on a newly taken seat. `expiresAt` is the lease's expiry once the
+    /// handle is confirmed; with a `pendingTTL` the handle is pending until then.
     case granted(SeatLease)
-    /// A retry: the holder's idempotency key already names a live handle, whose session is
-    /// returned and whose lease is extended; nothing new is made.
+    /// A retry: the holder's idempotency key already names a live, confirmed handle, whose
+    /// session is returned and whose lease is extended; nothing new is made.
     case existing(SeatLease)
+    /// A retry whose idempotency key names a handle still pending confirmation (an earlier
+    /// attempt's session row may or may not commit): nothing was changed.
+    case pending(SeatLease)
     /// Every seat is taken by live leases.
     case full(used: Int, limit: Int)
 }
@@ -79,7 +95,13 @@ public protocol SeatStore: Sendable {
     /// free), or returns the live handle its idempotency key names.
     func claim(_ request: SeatClaimRequest) async throws -> SeatClaimOutcome
 
-    /// Extends a live handle's lease; for a lapsed one, re-runs the limit check before making it
+    /// Marks a pending handle confirmed (its session row has committed) and holds it for
+    /// `leaseTTL` from now. Confirming a confirmed handle extends it. Returns `nil` when the
+    /// handle is gone (it lapsed or was released), and then changes nothing.
+    func confirm(licenseID: LicenseID, sessionID: SessionID, leaseTTL: Duration) async throws -> SeatLease?
+
+    /// Extends a live handle's lease (confirming it if it was pending: only recorded sessions
+    /// are renewed); for a lapsed one, re-runs the limit check before making it
     /// again (no check is needed while the machine still holds the seat).
     func renew(licenseID: LicenseID, sessionID: SessionID, holder: SeatHolder, seatLimit: Int, leaseTTL: Duration) async throws -> SeatRenewOutcome
 
@@ -88,7 +110,7 @@ public protocol SeatStore: Sendable {
     @discardableResult
     func release(licenseID: LicenseID, sessionID: SessionID) async throws -> Bool
 
-    /// The live handles of a license.
+    /// The live handles of a license, pending ones included (`isPending`).
     func leases(licenseID: LicenseID) async throws -> [SeatLease]
 
     /// How many seats of a license are held: machines with at least one live handle.

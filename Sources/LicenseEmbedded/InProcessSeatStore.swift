@@ -13,6 +13,7 @@ public actor InProcessSeatStore: SeatStore {
     private struct Claim {
         var holder: SeatHolder
         var expiresAt: Timestamp
+        var isPending = false
     }
 
     /// One license's handles, and the seats (machines) they hold.
@@ -88,15 +89,34 @@ public actor InProcessSeatStore: SeatStore {
         let expiry = now.advanced(by: request.leaseTTL)
         return withSeats(request.licenseID) { seats in
             seats.purge(now: now)
-            if let id = seats.retried(by: request.holder) {
+            if let id = seats.retried(by: request.holder), let claim = seats.claims[id] {
+                // An unconfirmed handle is not extended: it lapses unless its session row commits.
+                if claim.isPending { return .pending(SeatLease(sessionID: id, expiresAt: claim.expiresAt, isPending: true)) }
                 seats.extend(id, to: expiry)
                 return .existing(SeatLease(sessionID: id, expiresAt: expiry))
             }
             guard seats.fits(request.holder, limit: request.seatLimit) else {
                 return .full(used: seats.machines.count, limit: request.seatLimit)
             }
+            if let pendingTTL = request.pendingTTL {
+                seats.insert(request.sessionID, Claim(holder: request.holder, expiresAt: now.advanced(by: pendingTTL), isPending: true))
+                return .granted(SeatLease(sessionID: request.sessionID, expiresAt: expiry, isPending: true))
+            }
             seats.insert(request.sessionID, Claim(holder: request.holder, expiresAt: expiry))
             return .granted(SeatLease(sessionID: request.sessionID, expiresAt: expiry))
+        }
+    }
+
+    public func confirm(licenseID: LicenseID, sessionID: SessionID, leaseTTL: Duration) -> SeatLease? {
+        guard licenses[licenseID] != nil else { return nil }
+        let now = clock.now()
+        let expiry = now.advanced(by: leaseTTL)
+        return withSeats(licenseID) { seats in
+            seats.purge(now: now)
+            guard seats.claims[sessionID] != nil else { return nil }
+            seats.claims[sessionID]?.isPending = false
+            seats.extend(sessionID, to: expiry)
+            return SeatLease(sessionID: sessionID, expiresAt: expiry)
         }
     }
 
@@ -106,6 +126,7 @@ public actor InProcessSeatStore: SeatStore {
         return withSeats(licenseID) { seats in
             seats.purge(now: now)
             if seats.claims[sessionID] != nil {
+                seats.claims[sessionID]?.isPending = false
                 seats.extend(sessionID, to: expiry)
                 return .renewed(SeatLease(sessionID: sessionID, expiresAt: expiry))
             }
@@ -132,7 +153,7 @@ public actor InProcessSeatStore: SeatStore {
         let now = clock.now()
         return withSeats(licenseID) { seats in
             seats.purge(now: now)
-            return seats.claims.map { SeatLease(sessionID: $0.key, expiresAt: $0.value.expiresAt) }
+            return seats.claims.map { SeatLease(sessionID: $0.key, expiresAt: $0.value.expiresAt, isPending: $0.value.isPending) }
         }.sorted { $0.sessionID < $1.sessionID }
     }
 

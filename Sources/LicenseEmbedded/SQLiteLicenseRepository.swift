@@ -419,6 +419,12 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         ).map(Self.session)
     }
 
+    public func licensesWithLiveSessions() async throws -> [LicenseID] {
+        try await read("SELECT DISTINCT license_id FROM sessions WHERE ended_at_ms IS NULL ORDER BY license_id", []).map { row in
+            LicenseID(row.string("license_id"))
+        }
+    }
+
     // MARK: Audit
 
     public func appendAudit(_ event: AuditEvent) async throws {

@@ -14,12 +14,24 @@ struct PostgresGroupCommitter: Sendable {
     typealias Unit = GroupCommitUnit<BatchConnection>
     private let queue: GroupCommitQueue<BatchConnection>
 
+    private let timeout: Duration
+
+    /// - Parameter timeout: How long a caller waits in all, queueing included: no write of its
+    ///   commits after that (a batch runs with Postgres's `statement_timeout` set to what its
+    ///   earliest caller has left), so a caller answered UNAVAILABLE leaves no row behind.
     init(client: PostgresClient, timeout: Duration, logger: Logger) {
+        self.timeout = timeout
         queue = GroupCommitQueue { batch in
+            // The combined statements hold every unit's rows, so they may run only until the
+            // earliest deadline; a unit re-run alone after they failed gets its own.
+            let earliest = batch.earliestDeadline() ?? ContinuousClock.now.advanced(by: timeout)
+            let latest = batch.compactMap(\.deadline).max() ?? earliest
             do {
-                try await withDeadline(timeout) {
+                try await withDeadline(ContinuousClock.now.duration(to: latest)) {
                     try await client.withConnection { connection in
-                        try await Self.commit(batch, on: BatchConnection(connection, logger: logger), logger: logger)
+                        let connection = BatchConnection(connection, logger: logger)
+                        connection.limitStatements(to: earliest)
+                        try await Self.commit(batch, on: connection, logger: logger)
                     }
                 }
             } catch {
@@ -28,9 +40,10 @@ struct PostgresGroupCommitter: Sendable {
         }
     }
 
-    /// Runs `body` in the next group commit and returns once that commit is durable.
+    /// Runs `body` in the next group commit and returns once that commit is durable; fails
+    /// (committing nothing of it) when that takes longer than the timeout.
     func perform<T: Sendable>(payload: SessionWrite? = nil, _ body: @escaping @Sendable (BatchConnection) async throws -> T) async throws -> T {
-        try await queue.perform(payload: payload, body)
+        try await queue.perform(payload: payload, deadline: ContinuousClock.now.advanced(by: timeout), body)
     }
 
     private static func commit(_ batch: [Unit], on connection: BatchConnection, logger: Logger) async throws {
@@ -85,6 +98,13 @@ struct PostgresGroupCommitter: Sendable {
     }
 
     private static func runAlone(_ unit: Unit, on connection: BatchConnection, logger: Logger) async throws {
+        if let deadline = unit.deadline {
+            guard ContinuousClock.now.advanced(by: GroupCommitQueue<BatchConnection>.minimumBudget) < deadline else {
+                unit.error = GroupCommitTimeout()
+                return
+            }
+            connection.limitStatements(to: deadline)
+        }
         try await connection.begin()
         do {
             try await unit.work(connection)
@@ -123,6 +143,22 @@ final class BatchConnection: @unchecked Sendable {
         scope = nil
         try await connection.execute("BEGIN", logger: logger)
     }
+
+    /// Makes Postgres cancel any statement of this connection still running at `deadline` (less
+    /// a margin for the answer's way back), so nothing commits after its caller gave up.
+    /// Session-wide: every use of a pooled connection sets it first.
+    ///
+    /// Sent with the next scope statement (every unit's work, and `combine`, start with one), so
+    /// it costs no round trip of its own.
+    func limitStatements(to deadline: ContinuousClock.Instant) {
+        statementDeadline = deadline
+    }
+
+    /// The deadline `limitStatements` asked for, not yet sent.
+    private var statementDeadline: ContinuousClock.Instant?
+
+    /// Time kept back from a statement's budget for its answer to reach the daemon.
+    static let answerMargin = Duration.milliseconds(50)
 
     /// Forgets what `combine` wrote (its transaction was rolled back).
     func forgetCombined() { combined.removeAll() }
@@ -171,6 +207,13 @@ final class BatchConnection: @unchecked Sendable {
     /// Sets the row-level-security scope for the rest of the transaction (or, in autocommit,
     /// of the session), if it is not set already.
     func scope(to scope: String) async throws {
+        if let deadline = statementDeadline {
+            let left = max(1, (ContinuousClock.now.duration(to: deadline) - Self.answerMargin).milliseconds)
+            for try await _ in try await connection.execute(SetScopeAndTimeoutStatement(scope: scope, local: !autocommit, timeoutMilliseconds: left), logger: logger) {}
+            statementDeadline = nil
+            self.scope = scope
+            return
+        }
         guard scope != self.scope else { return }
         for try await _ in try await connection.execute(SetScopeStatement(scope: scope, local: !autocommit), logger: logger) {}
         self.scope = scope

@@ -4,6 +4,7 @@ import LicenseCore
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 
 /// The production repository: Postgres through postgres-nio's connection pool.
 ///
@@ -26,10 +27,14 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         let cache = LicenseCache(maxAge: .seconds(30), trusted: false)
         let settings: PostgresSettings
         let logger: Logger
+        let breaker = Mutex(BackendBreaker())
+        let probeRequests: AsyncStream<Void>
+        let probeRequester: AsyncStream<Void>.Continuation
 
         init(settings: PostgresSettings, logger: Logger) {
             self.settings = settings
             self.logger = logger
+            (probeRequests, probeRequester) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
             self.client = PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: logger)
             self.committers = (0..<max(1, settings.writers)).map { [client] _ in
                 PostgresGroupCommitter(client: client, timeout: settings.operationTimeout, logger: logger)
@@ -72,6 +77,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
             await withDiscardingTaskGroup { group in
                 group.addTask { await core.client.run() }
                 group.addTask { await Self.followLicenseChanges(core) }
+                group.addTask { await Self.runProbes(core) }
             }
         }
     }
@@ -106,10 +112,67 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
                 core.logger.debug("license-change subscription failed", metadata: ["error": "\(type(of: error))"])
             }
             core.cache.setTrusted(false)
+            // The subscription's connection dropping is the first sign of a Postgres going
+            // down: probe now, before calls wait out their deadlines on it.
+            if !Task.isCancelled, core.breaker.withLock({ $0.callFailed() }) { core.probeRequester.yield() }
             guard !Task.isCancelled else { return }
             failures += 1
             try? await Task.sleep(for: .milliseconds(min(5_000, 100 << min(failures, 6))))
         }
+    }
+
+    // MARK: Breaker
+
+    /// Runs the connection attempts the breaker asks for, one at a time.
+    private static func runProbes(_ core: Core) async {
+        for await _ in core.probeRequests {
+            var connected = false
+            do {
+                let configuration = try core.settings.probeConfiguration()
+                let connection = try await withDeadline(core.settings.connectTimeout) {
+                    try await PostgresConnection.connect(configuration: configuration, id: 0, logger: core.logger)
+                }
+                connected = true
+                try? await connection.close()
+            } catch {
+                core.logger.debug("postgres probe failed", metadata: ["error": "\(type(of: error))"])
+            }
+            let wasOpen = core.breaker.withLock { breaker in
+                let before = breaker.failures
+                breaker.probeFinished(connected: connected, at: .now, jitter: .random(in: 0...1))
+                return before
+            }
+            if !connected && wasOpen == 0 {
+                core.logger.warning("postgres refuses connections; calls fail at once until a probe connects")
+            } else if connected && wasOpen > 0 {
+                core.logger.info("postgres accepts connections again")
+            }
+        }
+    }
+
+    /// Lets a call through or refuses it at once (the breaker is open).
+    private func admit() throws {
+        let admission = core.breaker.withLock { $0.admit(at: .now) }
+        switch admission {
+        case .pass:
+            return
+        case .refuseAndProbe:
+            core.probeRequester.yield()
+            throw LicenseError(.unavailable, .backendUnavailable, "the repository is unavailable", retryAfter: .milliseconds(100))
+        case .refuse(let retryAfter):
+            throw LicenseError(.unavailable, .backendUnavailable, "the repository is unavailable", retryAfter: max(retryAfter, .milliseconds(50)))
+        }
+    }
+
+    /// Tells the breaker about a failed call that may mean Postgres is down: no connection, a
+    /// closed one, a server shutting down, or no answer in time. (A refused statement is not.)
+    private func noteFailure(_ error: any Error) {
+        if let error = error as? PSQLError, let state = error.serverInfo?[.sqlState],
+           !(state.hasPrefix("08") || state.hasPrefix("57P")) {
+            return
+        }
+        if error is LicenseError { return }
+        if core.breaker.withLock({ $0.callFailed() }) { core.probeRequester.yield() }
     }
 
     // MARK: Migrations
@@ -133,6 +196,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         try await mapErrors {
             try await withDeadline(.seconds(120)) { [core] in
                 try await core.client.withConnection { connection in
+                    try await connection.execute("SELECT set_config('statement_timeout', '120000', false)", logger: logger)
                     for migration in PostgresMigrations.all {
                         try await connection.execute("BEGIN", logger: logger)
                         do {
@@ -240,9 +304,17 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
     public func license(_ id: LicenseID) async throws -> License? {
         let (cached, generation) = core.cache.lookup(id)
         if let cached { return visible(cached.tenantID.rawValue) ? cached : nil }
-        let license = try await read { connection in
-            try await connection.query("SELECT \(unescaped: Self.licenseColumns) FROM licenses WHERE id = \(id.rawValue)", logger: self.core.logger)
-                .collect().first.map(Self.license)
+        let license: License?
+        do {
+            license = try await read { connection in
+                try await connection.query("SELECT \(unescaped: Self.licenseColumns) FROM licenses WHERE id = \(id.rawValue)", logger: self.core.logger)
+                    .collect().first.map(Self.license)
+            }
+        } catch let error as LicenseError where error.code == .unavailable {
+            // Postgres is down: the last terms read keep heartbeats going (nobody can change
+            // a license meanwhile). A license changed since it was read is not served.
+            guard let known = core.cache.lastKnown(id) else { throw error }
+            return visible(known.tenantID.rawValue) ? known : nil
         }
         if let license { core.cache.store(license, readAt: generation) }
         return license
@@ -470,6 +542,14 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         }
     }
 
+    public func licensesWithLiveSessions() async throws -> [LicenseID] {
+        try await read { connection in
+            try await connection.query(
+                "SELECT DISTINCT license_id FROM sessions WHERE ended_at_ms IS NULL ORDER BY license_id", logger: self.core.logger
+            ).collect().map { LicenseID(try $0.decode(String.self)) }
+        }
+    }
+
     public func sessions(user: UserID, includeEnded: Bool) async throws -> [LeaseSession] {
         try await read { connection in
             try await connection.query("""
@@ -557,9 +637,16 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         let scope = self.scope
         let core = self.core
         return try await mapErrors {
-            try await withDeadline(core.settings.operationTimeout) {
+            let timeout = core.settings.operationTimeout
+            let deadline = ContinuousClock.now.advanced(by: timeout)
+            return try await withDeadline(timeout) {
                 try await core.client.withConnection { connection in
-                    try await connection.execute("SELECT set_config('coditect.tenant', \(scope), false)", logger: core.logger)
+                    // Every use of a pooled connection sets its statement timeout first (a write
+                    // batch sets what its callers have left).
+                    let left = String(max(1, (ContinuousClock.now.duration(to: deadline) - BatchConnection.answerMargin).milliseconds))
+                    try await connection.execute(
+                        "SELECT set_config('coditect.tenant', \(scope), false), set_config('statement_timeout', \(left), false)", logger: core.logger
+                    )
                     return try await body(connection)
                 }
             }
@@ -580,11 +667,13 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
     }
 
     private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
+        try admit()
         do {
             return try await body()
         } catch let error as LicenseError {
             throw error
         } catch let error as PSQLError {
+            noteFailure(error)
             switch error.serverInfo?[.sqlState] {
             case "23505":
                 throw LicenseError(.alreadyExists, .alreadyExists, "an entity with that id already exists")
@@ -596,6 +685,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
                 throw LicenseError.backendUnavailable("the repository")
             }
         } catch {
+            noteFailure(error)
             core.logger.debug("postgres call failed", metadata: ["error": "\(type(of: error))"])
             throw LicenseError.backendUnavailable("the repository")
         }

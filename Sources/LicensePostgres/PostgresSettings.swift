@@ -67,6 +67,18 @@ public struct PostgresSettings: Sendable {
         }
     }
 
+    /// The configuration of one connection outside the pool: the breaker's probe.
+    func probeConfiguration() throws -> PostgresConnection.Configuration {
+        let mode: PostgresConnection.Configuration.TLS = switch tls {
+        case .disable: .disable
+        case .prefer: .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        case .require: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        }
+        var configuration = PostgresConnection.Configuration(host: host, port: port, username: username, password: password, database: database, tls: mode)
+        configuration.options.connectTimeout = TimeAmount(connectTimeout)
+        return configuration
+    }
+
     /// The client configuration postgres-nio needs.
     func clientConfiguration() -> PostgresClient.Configuration {
         let mode: PostgresClient.Configuration.TLS = switch tls {

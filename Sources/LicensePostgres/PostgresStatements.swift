@@ -26,6 +26,29 @@ struct SetScopeStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
 }
 
+/// Sets the tenant scope and the connection's `statement_timeout` (ms, session-wide) for the
+/// statements that follow, in one round trip.
+struct SetScopeAndTimeoutStatement: PostgresPreparedStatement {
+    static let name = "coditect_set_scope_and_timeout"
+    static let sql = "SELECT set_config('coditect.tenant', $1, $2), set_config('statement_timeout', $3, false)"
+    static let bindingDataTypes: [PostgresDataType] = [.text, .bool, .text]
+    typealias Row = (String, String)
+
+    var scope: String
+    var local: Bool
+    var timeoutMilliseconds: Int64
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 3)
+        bindings.append(scope)
+        bindings.append(local)
+        bindings.append(String(timeoutMilliseconds))
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> (String, String) { try row.decode((String, String).self) }
+}
+
 /// Inserts a session row and its audit row in one statement.
 struct InsertSessionStatement: PostgresPreparedStatement {
     static let name = "coditect_insert_session"

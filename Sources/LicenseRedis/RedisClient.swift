@@ -3,7 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// A Redis client for a standalone server or a Redis Cluster.
+/// A Redis client for a standalone server, the primary Redis Sentinel names, or a Redis Cluster.
 ///
 /// In cluster mode a command is sent to the master that owns the hash slot of its routing key
 /// (the slot map comes from `CLUSTER SLOTS` and is refreshed when a node answers `MOVED`).
@@ -14,6 +14,7 @@ public final class RedisClient: Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let seed: RedisNodePool
+    private let sentinel: RedisSentinelPrimary?
     private let cluster: NIOLockedValueBox<ClusterState>
 
     private struct ClusterState {
@@ -27,16 +28,32 @@ public final class RedisClient: Sendable {
         self.group = group
         self.logger = logger
         self.seed = RedisNodePool(host: configuration.host, port: configuration.port, configuration: configuration, group: group)
+        self.sentinel = configuration.sentinels.isEmpty ? nil : RedisSentinelPrimary(configuration: configuration, group: group, logger: logger)
         self.cluster = NIOLockedValueBox(ClusterState(pools: [seed.address: seed]))
     }
 
     /// Sends a command. `routingKey` is one of the command's keys; it picks the node in cluster mode.
     public func send(_ command: RedisCommand, routingKey: String? = nil) async throws -> RESPValue {
-        guard configuration.cluster, let routingKey else { return try await seed.send(command) }
+        try await send(routingKey: routingKey) { _ in command }
+    }
+
+    /// Sends the command `make` builds from the run id of the Redis server that will run it (the
+    /// server at the other end of the connection chosen): a script can then tell whether it runs
+    /// on the server that wrote what it finds. Rebuilt for every server a redirection leads to.
+    public func send(routingKey: String?, _ make: (String) -> RedisCommand) async throws -> RESPValue {
+        if let sentinel { return try await sentinel.send(make) }
+        guard configuration.cluster, let routingKey else { return try await seed.send(make) }
         let slot = Int(RedisHashSlot.slot(of: routingKey))
         var pool = try await pool(forSlot: slot)
         for _ in 0..<3 {
-            let reply = try await pool.send(command)
+            let reply: RESPValue
+            do {
+                reply = try await pool.send(make)
+            } catch let error as RedisClientError where [.unreachable, .connectionClosed, .timeout].contains(error.code) {
+                // The node may have failed over: read the slot map again on the next call.
+                cluster.withLockedValue { $0.slots = [] }
+                throw error
+            }
             guard case .error(let message) = reply, message.hasPrefix("MOVED ") else { return reply }
             // "MOVED <slot> <host>:<port>": the slot has a new owner; learn it and follow.
             let parts = message.split(separator: " ")
@@ -49,6 +66,9 @@ public final class RedisClient: Sendable {
         }
         throw RedisClientError(.unexpectedReply, "Redis Cluster kept redirecting slot \(slot)")
     }
+
+    /// The address of the primary the client follows through Sentinel, once known.
+    public var sentinelPrimary: String? { sentinel?.currentAddress }
 
     /// Re-reads the cluster's slot map (no effect on a standalone server).
     public func refreshSlots() async throws {
@@ -73,6 +93,7 @@ public final class RedisClient: Sendable {
     public func close() {
         let pools = cluster.withLockedValue { Array($0.pools.values) }
         for pool in pools { pool.close() }
+        sentinel?.close()
     }
 
     private func pool(forSlot slot: Int) async throws -> RedisNodePool {

@@ -1,12 +1,18 @@
+import Foundation
 import NIOCore
 import NIOPosix
 
 /// One TCP connection to one Redis node. Commands sent concurrently are pipelined.
 final class RedisConnection: Sendable {
     let channel: any Channel
+    /// The run id of the server this connection reached (`INFO server`), read when it was made.
+    /// A server's run id changes with every start, and a replica promoted to primary keeps its
+    /// own, so it names the copy of the data the connection writes to.
+    let serverID: String
 
-    private init(channel: any Channel) {
+    private init(channel: any Channel, serverID: String = "") {
         self.channel = channel
+        self.serverID = serverID
     }
 
     var isActive: Bool { channel.isActive }
@@ -32,8 +38,18 @@ final class RedisConnection: Sendable {
         channel.close(promise: nil)
     }
 
+    /// The `run_id:` field of an `INFO` reply.
+    static func runID(inInfo info: String) -> String {
+        for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix("run_id:") {
+            return String(line.dropFirst("run_id:".count)).trimmingCharacters(in: .whitespaces)
+        }
+        return ""
+    }
+
     /// Connects and authenticates (AUTH, SELECT) before the connection is handed out.
-    static func connect(host: String, port: Int, configuration: RedisConfiguration, group: any EventLoopGroup) -> EventLoopFuture<RedisConnection> {
+    /// With `requirePrimary`, a server whose `ROLE` is not `master` is refused (Sentinel mode:
+    /// a demoted primary must not take writes meant for the new one).
+    static func connect(host: String, port: Int, configuration: RedisConfiguration, requirePrimary: Bool = false, group: any EventLoopGroup) -> EventLoopFuture<RedisConnection> {
         let timeout = TimeAmount(configuration.commandTimeout)
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(TimeAmount(configuration.connectTimeout))
@@ -50,15 +66,27 @@ final class RedisConnection: Sendable {
                 commands.append(configuration.username.map { RedisCommand("AUTH", $0, password) } ?? RedisCommand("AUTH", password))
             }
             if configuration.database != 0 { commands.append(RedisCommand("SELECT", String(configuration.database))) }
+            if requirePrimary { commands.append(RedisCommand("ROLE")) }
+            commands.append(RedisCommand("INFO", "server"))
             let setup = commands
             let replies = setup.map { connection.sendFuture($0) }
             return EventLoopFuture.whenAllSucceed(replies, on: channel.eventLoop).flatMapThrowing { replies in
+                var serverID = ""
                 for (command, reply) in zip(setup, replies) {
                     if case .error = reply {
                         throw RedisClientError(.configuration, "Redis refused \(command.name) while connecting")
                     }
+                    if command.name == "INFO" {
+                        serverID = Self.runID(inInfo: reply.string ?? "")
+                        guard !serverID.isEmpty else { throw RedisClientError(.unexpectedReply, "Redis's INFO named no run_id") }
+                    }
+                    if command.name == "ROLE" {
+                        guard case .array(let role) = reply, role.first?.string == "master" else {
+                            throw RedisClientError(.unreachable, "Redis at \(host):\(port) is not the primary")
+                        }
+                    }
                 }
-                return connection
+                return RedisConnection(channel: channel, serverID: serverID)
             }.flatMapErrorThrowing { error in
                 channel.close(promise: nil)
                 throw error

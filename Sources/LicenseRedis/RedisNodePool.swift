@@ -25,13 +25,15 @@ final class RedisNodePool: Sendable {
     let host: String
     let port: Int
     private let configuration: RedisConfiguration
+    private let requirePrimary: Bool
     private let group: any EventLoopGroup
     private let state: NIOLockedValueBox<State>
 
-    init(host: String, port: Int, configuration: RedisConfiguration, group: any EventLoopGroup) {
+    init(host: String, port: Int, configuration: RedisConfiguration, requirePrimary: Bool = false, group: any EventLoopGroup) {
         self.host = host
         self.port = port
         self.configuration = configuration
+        self.requirePrimary = requirePrimary
         self.group = group
         self.state = NIOLockedValueBox(State(slots: Array(repeating: .empty, count: max(1, configuration.connectionsPerNode))))
     }
@@ -41,6 +43,12 @@ final class RedisNodePool: Sendable {
     /// Sends one command on one of the pool's connections.
     func send(_ command: RedisCommand) async throws -> RESPValue {
         try await connection().send(command)
+    }
+
+    /// Sends the command `make` builds from the run id of the server the chosen connection reached.
+    func send(_ make: (String) -> RedisCommand) async throws -> RESPValue {
+        let connection = try await connection()
+        return try await connection.send(make(connection.serverID))
     }
 
     func connection() async throws -> RedisConnection {
@@ -57,7 +65,7 @@ final class RedisNodePool: Sendable {
                 guard NIODeadline.now() >= state.retryAt else {
                     throw RedisClientError(.unreachable, "Redis at \(address) is unreachable; the next attempt is in backoff")
                 }
-                let attempt = RedisConnection.connect(host: host, port: port, configuration: configuration, group: group)
+                let attempt = RedisConnection.connect(host: host, port: port, configuration: configuration, requirePrimary: requirePrimary, group: group)
                 state.slots[index] = .connecting(attempt)
                 attempt.whenComplete { [self] result in connected(index: index, result: result) }
                 return attempt

@@ -33,6 +33,10 @@ public struct ServerConfiguration: Sendable {
     public var writeStallTimeout: Duration = .seconds(30)
     /// How long in-flight calls may take to finish on shutdown. Default 10 s.
     public var drainTimeout: Duration = .seconds(10)
+    /// How long a closing connection waits for the peer's TLS `close_notify` before the socket
+    /// closes anyway (swift-nio-ssl waits 5 s by default, which a peer that never answers
+    /// would add to every drain). Default 250 ms.
+    public var tlsShutdownTimeout: Duration = .milliseconds(250)
     /// How long after the going-away notice clients should wait before reconnecting. Default 1 s.
     public var reconnectAfter: Duration = .seconds(1)
     /// How often an open connection's credential is checked again (revoked key, disabled user,
@@ -57,6 +61,7 @@ public struct ServerConfiguration: Sendable {
         if tls.minimumTLSVersion == .tlsv1 || tls.minimumTLSVersion == .tlsv11 { tls.minimumTLSVersion = .tlsv12 }
         tls.applicationProtocols = [WireProtocol.alpn]
         tls.cipherSuites = Self.tls12CipherSuites
+        tls.shutdownTimeout = TimeAmount(tlsShutdownTimeout)
         return tls
     }
 }

@@ -38,6 +38,8 @@ public struct ServerEnvironment: Sendable {
         public var postgres: PostgresSettings?
         /// Apply Postgres migrations at start (otherwise an out-of-date schema stops the start).
         public var migrateOnStart = false
+        /// The pause between session sweeps (rows whose seat is gone end as lapsed). Default 15 s.
+        public var sweepInterval: Duration = .seconds(15)
         /// A PEM file of the CA that issues operators' TLS client certificates (mutual TLS). When
         /// set, clients may present a certificate; one that verifies and whose common name is an
         /// operator's user id signs that operator in with a credential-less `Hello`.
@@ -69,6 +71,8 @@ public struct ServerEnvironment: Sendable {
     public let keyRefresher: SigningKeyRefresher
     /// Writes heartbeats' lease expiries behind the calls; run it before the server.
     public let leaseWriter: LeaseWriterService
+    /// Ends session rows whose seat is gone and frees seats without a live row; run it beside the server.
+    public let sweeper: SessionSweeperService
 
     /// Opens the backends, prepares the data folder, runs `body` with the environment, and
     /// closes the backends when `body` returns or throws.
@@ -203,9 +207,11 @@ public struct ServerEnvironment: Sendable {
             seats = store
         }
         let leaseWriter = LeaseWriteBehind(repository: repository, logger: logger)
+        // A claimed seat waits for its row as long as a write may take, and a little more.
+        let pendingClaimTTL = (settings.postgres?.operationTimeout ?? .seconds(5)) + .seconds(2)
         let service = LicenseService(
             repository: repository, seats: seats, signer: keyRing, clock: clock,
-            configuration: ServiceConfiguration(issuer: settings.issuer), leaseWriter: leaseWriter, logger: logger
+            configuration: ServiceConfiguration(issuer: settings.issuer, pendingClaimTTL: pendingClaimTTL), leaseWriter: leaseWriter, logger: logger
         )
 
         // Bootstrap operator
@@ -232,7 +238,7 @@ public struct ServerEnvironment: Sendable {
         return ServerEnvironment(
             service: service, repository: repository, tls: tls, caCertificatePath: caPath, newBootstrapKey: newKey, createdBootstrapOperator: createdOperator,
             identity: identity, keyRefresher: SigningKeyRefresher(repository: repository, signer: keyRing, clock: clock, logger: logger),
-            leaseWriter: LeaseWriterService(writer: leaseWriter)
+            leaseWriter: LeaseWriterService(writer: leaseWriter), sweeper: SessionSweeperService(service: service, logger: logger, interval: settings.sweepInterval)
         )
     }
 }

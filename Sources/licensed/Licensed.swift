@@ -25,9 +25,10 @@ struct Licensed: AsyncParsableCommand {
         LICENSED_DATA_DIR, LICENSED_TLS_CERT, LICENSED_TLS_KEY, LICENSED_SIGNING_KEY, \
         LICENSED_SIGNING_ALG, LICENSED_MAX_FRAME_BYTES, LICENSED_LOG_LEVEL, LICENSED_REDIS_URL, \
         LICENSED_POSTGRES_URL, LICENSED_MIGRATE, LICENSED_BOOTSTRAP_API_KEY, LICENSED_OIDC (specs separated \
-        by ';'), LICENSED_FIREBASE_PROJECT), then a JSON config file (--config or LICENSED_CONFIG) with the \
+        by ';'), LICENSED_FIREBASE_PROJECT, LICENSED_SWEEP_INTERVAL, LICENSED_DRAIN_TIMEOUT), then a JSON config file (--config or LICENSED_CONFIG) with the \
         same names in snake_case (listen, data_dir, tls_cert, tls_key, signing_key, signing_alg, \
-        max_frame_bytes, log_level, redis_url, postgres_url, migrate, firebase_project, and oidc_issuers: \
+        max_frame_bytes, log_level, redis_url, postgres_url, migrate, firebase_project, sweep_interval, \
+        drain_timeout, and oidc_issuers: \
         a list of {"issuer", "audience", "jwks_url", "algorithms", "tenant_claim"} objects).
 
         ID-token sign-in: --oidc 'issuer=https://login.example.com,audience=licensed' trusts that issuer \
@@ -84,7 +85,8 @@ struct CommonOptions: ParsableArguments {
             throw ValidationError("config file \(path) is not a JSON object")
         }
         let known: Set = ["listen", "data_dir", "tls_cert", "tls_key", "signing_key", "signing_alg", "max_frame_bytes", "log_level",
-                          "redis_url", "postgres_url", "migrate", "firebase_project", "oidc_issuers", "operator_client_ca"]
+                          "redis_url", "postgres_url", "migrate", "firebase_project", "oidc_issuers", "operator_client_ca",
+                          "sweep_interval", "drain_timeout"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw ValidationError("config file \(path): unknown setting '\(unknown)'; known: \(known.sorted().joined(separator: ", "))")
         }
@@ -198,7 +200,7 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .customLong("max-frame-bytes"), parsing: .unconditional, help: "Largest accepted frame, 256 to 16777216 (default 65536).")
     var maxFrameBytes: String?
 
-    @Option(name: .customLong("redis-url"), help: "redis://[:password@]host:6379[/db][?cluster=true&prefix=coditect:&timeout_ms=500]. Default: in-process seats.")
+    @Option(name: .customLong("redis-url"), help: "redis://[:password@]host:6379[/db][?cluster=true&prefix=coditect:&timeout_ms=500], or redis+sentinel://sentinel1:26379,sentinel2:26379/SERVICE to follow failovers. Default: in-process seats.")
     var redisURL: String?
 
     @Option(name: .customLong("oidc"), help: "Trust ID tokens of an issuer: issuer=URL,audience=AUD[,jwks=URL][,alg=RS256+ES256][,tenant_claim=CLAIM]. Repeatable.")
@@ -212,6 +214,12 @@ struct ServeOptions: ParsableArguments {
 
     @Flag(help: "Apply Postgres migrations at start (otherwise an out-of-date schema stops the start).")
     var migrate = false
+
+    @Option(name: .customLong("sweep-interval"), parsing: .unconditional, help: "Seconds between session sweeps, which end sessions whose seat is gone, 1 to 3600 (default 15).")
+    var sweepInterval: String?
+
+    @Option(name: .customLong("drain-timeout"), parsing: .unconditional, help: "Seconds in-flight calls get to finish on shutdown, 0 to 300 (default 10).")
+    var drainTimeout: String?
 
     func run() async throws {
         let logger = try common.makeLogger()
@@ -249,17 +257,30 @@ struct ServeOptions: ParsableArguments {
             throw ValidationError("--max-frame-bytes (LICENSED_MAX_FRAME_BYTES, max_frame_bytes) must be a whole number from 256 to 16777216, not '\(frameLimit)'")
         }
 
+        settings.sweepInterval = .seconds(try Self.seconds(
+            common.resolve(sweepInterval, env: "LICENSED_SWEEP_INTERVAL", file: "sweep_interval", default: "15")!, option: "--sweep-interval (LICENSED_SWEEP_INTERVAL, sweep_interval)", in: 1...3600))
+        let drain = Duration.seconds(try Self.seconds(
+            common.resolve(drainTimeout, env: "LICENSED_DRAIN_TIMEOUT", file: "drain_timeout", default: "10")!, option: "--drain-timeout (LICENSED_DRAIN_TIMEOUT, drain_timeout)", in: 0...300))
+
         let settingsCopy = settings
         do {
             try await ServerEnvironment.with(settingsCopy, logger: logger) { environment in
-                try await Self.serve(environment, settings: settingsCopy, maxFrame: maxFrame, logger: logger)
+                try await Self.serve(environment, settings: settingsCopy, maxFrame: maxFrame, drain: drain, logger: logger)
             }
         } catch let error as LicenseError {
             throw ValidationError(error.message)
         }
     }
 
-    private static func serve(_ environment: ServerEnvironment, settings: ServerEnvironment.Settings, maxFrame: Int, logger: Logger) async throws {
+    /// A whole number of seconds within `range`, or a usage error naming the option.
+    static func seconds(_ text: String, option: String, in range: ClosedRange<Int>) throws -> Int {
+        guard let value = Int(text), range.contains(value) else {
+            throw ValidationError("\(option) must be a whole number of seconds from \(range.lowerBound) to \(range.upperBound), not '\(text)'")
+        }
+        return value
+    }
+
+    private static func serve(_ environment: ServerEnvironment, settings: ServerEnvironment.Settings, maxFrame: Int, drain: Duration, logger: Logger) async throws {
         if environment.newBootstrapKey == nil, environment.createdBootstrapOperator {
             print("Bootstrap operator usr_bootstrap created with the API key from LICENSED_BOOTSTRAP_API_KEY (not shown).")
         }
@@ -274,6 +295,7 @@ struct ServeOptions: ParsableArguments {
         configuration.host = settings.listenHost
         configuration.port = settings.listenPort
         configuration.maxFrameBytes = maxFrame
+        configuration.drainTimeout = drain
         let server = LicenseServer(
             configuration: configuration,
             dispatcher: Dispatcher(service: environment.service, maxFrameBytes: maxFrame, identity: environment.identity, logger: logger),
@@ -284,7 +306,8 @@ struct ServeOptions: ParsableArguments {
         }
         let group = ServiceGroup(configuration: .init(
             // Services stop in reverse order: the lease writer's last flush follows the server's last call.
-            services: [.init(service: environment.leaseWriter), .init(service: server), .init(service: environment.keyRefresher)],
+            services: [.init(service: environment.leaseWriter), .init(service: server), .init(service: environment.keyRefresher),
+                       .init(service: environment.sweeper)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))

@@ -75,13 +75,14 @@ public final class RedisTestServer: Sendable {
     }
 }
 
-/// Three Redis masters started in cluster mode and joined into one cluster covering all slots.
+/// Redis masters (three by default) started in cluster mode and joined into one cluster covering
+/// all slots, each with `replicas` replicas.
 public final class RedisTestCluster: Sendable {
     public let nodes: [RedisTestServer]
 
-    public static func start(masters: Int = 3) async throws -> RedisTestCluster {
+    public static func start(masters: Int = 3, replicas: Int = 0) async throws -> RedisTestCluster {
         var nodes: [RedisTestServer] = []
-        for _ in 0..<masters {
+        for _ in 0..<(masters * (1 + replicas)) {
             // Each node also listens on port + 10000 (the cluster bus), so stay below 55536.
             var port = try FreePort.next()
             while port > 55_000 { port = try FreePort.next() }
@@ -91,7 +92,7 @@ public final class RedisTestCluster: Sendable {
         }
         let directory = nodes[0].directory
         let create = try ChildProcess(
-            ["redis-cli", "--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-replicas", "0", "--cluster-yes"],
+            ["redis-cli", "--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-replicas", String(replicas), "--cluster-yes"],
             logFile: directory + "/cluster-create.log")
         let deadline = ContinuousClock.now + .seconds(30)
         while create.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
@@ -103,6 +104,10 @@ public final class RedisTestCluster: Sendable {
             for node in nodes {
                 let info = try await node.command("CLUSTER", "INFO").string ?? ""
                 if !info.contains("cluster_state:ok") { ok = false }
+                if replicas > 0, case .array(let slots) = try await node.command("CLUSTER", "SLOTS"),
+                   slots.contains(where: { if case .array(let range) = $0 { range.count < 3 + replicas } else { true } }) {
+                    ok = false
+                }
             }
             if ok { return cluster }
             try await Task.sleep(for: .milliseconds(100))
@@ -142,4 +147,12 @@ public struct FixedSeatSeedSource: SeatSeedSource {
     public var seed: SeatSeed
     public init(_ seed: SeatSeed) { self.seed = seed }
     public func seatSeed(for license: LicenseID) async throws -> SeatSeed { seed }
+}
+
+/// Seeds that a test changes as it records sessions (the rows a repository would hold).
+public final class RecordedSeatSeedSource: SeatSeedSource, Sendable {
+    private let seed: NIOLockedValueBox<SeatSeed>
+    public init(_ seed: SeatSeed) { self.seed = NIOLockedValueBox(seed) }
+    public func record(_ session: LeaseSession) { seed.withLockedValue { $0.sessions.append(session) } }
+    public func seatSeed(for license: LicenseID) async throws -> SeatSeed { seed.withLockedValue { $0 } }
 }

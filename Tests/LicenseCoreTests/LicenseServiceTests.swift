@@ -179,6 +179,82 @@ struct LicenseServiceTests {
         _ = try await service.acquire(AcquireCommand(licenseID: "acme-pro", hardwareID: "hw"), by: users[1])
     }
 
+    @Test func aRetryResumesOnlyARecordedSessionAndWaitsOutAnUnrecordedClaim() async throws {
+        let seats = InProcessSeatStore(clock: clock)
+        let service = LicenseService(repository: repository, seats: seats, signer: keys, clock: clock)
+        let users = try await setUp(seats: 2)
+        // An earlier attempt's claim whose row never committed (its daemon died, say).
+        let holder = SeatHolder(userID: users[0].userID, hardwareID: "hw", idempotencyKey: "k1")
+        _ = try await seats.claim(SeatClaimRequest(licenseID: "acme-pro", sessionID: "ses_unrecorded", holder: holder, seatLimit: 2,
+                                                   leaseTTL: .seconds(360), pendingTTL: .seconds(10)))
+        await expectError(.unavailable, .backendUnavailable) {
+            _ = try await service.acquire(AcquireCommand(licenseID: "acme-pro", hardwareID: "hw", idempotencyKey: "k1"), by: users[0])
+        }
+        #expect(try await repository.session("ses_unrecorded") == nil)
+        // Once that claim has lapsed, the retry gets a new, recorded session.
+        clock.advance(by: .seconds(10))
+        let lease = try await service.acquire(AcquireCommand(licenseID: "acme-pro", hardwareID: "hw", idempotencyKey: "k1"), by: users[0])
+        #expect(!lease.resumed)
+        #expect(lease.sessionID != "ses_unrecorded")
+        #expect(try await repository.session(lease.sessionID)?.endedAt == nil)
+        #expect(await seats.leases(licenseID: "acme-pro").map(\.isPending) == [false])
+        // A retry now resumes that recorded session.
+        let again = try await service.acquire(AcquireCommand(licenseID: "acme-pro", hardwareID: "hw", idempotencyKey: "k1"), by: users[0])
+        #expect(again.resumed && again.sessionID == lease.sessionID)
+    }
+
+    @Test func aRetryWhoseSessionEndedIsNotResumed() async throws {
+        let seats = InProcessSeatStore(clock: clock)
+        let service = LicenseService(repository: repository, seats: seats, signer: keys, clock: clock)
+        let users = try await setUp(seats: 1)
+        let first = try await service.acquire(AcquireCommand(licenseID: "acme-pro", hardwareID: "hw", idempotencyKey: "k1"), by: users[0])
+        // The row ended, but the seat store missed the release (a Redis copy that lost it).
+        _ = try await repository.endSession(first.sessionID, at: clock.now(), reason: .released,
+                                            audit: AuditEvent(at: clock.now(), tenantID: "acme", actor: nil, action: "session.release", target: first.sessionID.rawValue))
+        let retry = try await service.acquire(AcquireCommand(licenseID: "acme-pro", hardwareID: "hw", idempotencyKey: "k1"), by: users[0])
+        #expect(!retry.resumed)
+        #expect(retry.sessionID != first.sessionID)
+        #expect(await seats.leases(licenseID: "acme-pro").map(\.sessionID) == [retry.sessionID])
+    }
+
+    @Test func aClaimThatLapsesBeforeItsRowCommitsIsRefusedAndItsRowEnded() async throws {
+        let failing = FailingRepository(inner: repository)
+        let seats = InProcessSeatStore(clock: clock)
+        let service = LicenseService(repository: failing, seats: seats, signer: keys, clock: clock,
+                                     configuration: ServiceConfiguration(issuer: "test-issuer", pendingClaimTTL: .seconds(5)))
+        let users = try await setUp(seats: 1)
+        // The commit takes longer than the claim waits for it.
+        failing.advanceOnInsert = (clock, .seconds(6))
+        await expectError(.unavailable, .backendUnavailable) {
+            _ = try await service.acquire(AcquireCommand(licenseID: "acme-pro", hardwareID: "hw"), by: users[0])
+        }
+        let rows = try await repository.sessions(license: "acme-pro", includeEnded: true)
+        #expect(rows.count == 1)
+        #expect(rows.first?.endReason == .lapsed)
+        #expect(await seats.leases(licenseID: "acme-pro").isEmpty)
+    }
+
+    @Test func theSweepEndsRowsWithoutSeatsAndFreesSeatsWithoutRows() async throws {
+        let seats = InProcessSeatStore(clock: clock)
+        let service = LicenseService(repository: repository, seats: seats, signer: keys, clock: clock)
+        let users = try await setUp(seats: 3)
+        let kept = try await service.acquire(AcquireCommand(licenseID: "acme-pro", hardwareID: "a"), by: users[0])
+        let lost = try await service.acquire(AcquireCommand(licenseID: "acme-pro", hardwareID: "b"), by: users[1])
+        // The seat store lost one seat, and holds one that no row backs.
+        _ = await seats.release(licenseID: "acme-pro", sessionID: lost.sessionID)
+        _ = await seats.claim(SeatClaimRequest(licenseID: "acme-pro", sessionID: "ses_ghost",
+                                               holder: SeatHolder(userID: users[2].userID, hardwareID: "c", idempotencyKey: ""), seatLimit: 3, leaseTTL: .seconds(360)))
+        let report = try await service.sweepAll()
+        #expect(report.licenses == 1 && report.lapsedSessions == 1 && report.releasedHandles == 1 && report.failedLicenses == 0)
+        #expect(try await repository.session(lost.sessionID)?.endReason == .lapsed)
+        #expect(try await repository.session(kept.sessionID)?.endedAt == nil)
+        #expect(await seats.leases(licenseID: "acme-pro").map(\.sessionID) == [kept.sessionID])
+        let lapses = try await repository.auditEvents(AuditQuery(action: "session.lapse"))
+        #expect(lapses.map(\.target) == [lost.sessionID.rawValue])
+        // Nothing left to do.
+        #expect(try await service.sweepAll() == { var r = SweepReport(); r.licenses = 1; return r }())
+    }
+
     @Test func badInputIsRefusedBeforeAnyBackend() async throws {
         let users = try await setUp(seats: 1)
         await expectError(.invalidArgument, .invalidRequest) {
@@ -214,6 +290,9 @@ final class FailingRepository: LicenseRepository, @unchecked Sendable {
 
     init(inner: any LicenseRepository) { self.inner = inner }
 
+    /// A clock to move forward by a duration whenever a session row is inserted (a slow commit).
+    nonisolated(unsafe) var advanceOnInsert: (ManualWallClock, Duration)?
+
     func failSessionWrites(_ on: Bool) { failing.set(Timestamp(millisecondsSinceEpoch: on ? 1 : 0)) }
     private func check() throws {
         struct DiskFull: Error {}
@@ -234,6 +313,7 @@ final class FailingRepository: LicenseRepository, @unchecked Sendable {
     func insertSession(_ session: LeaseSession, audit: AuditEvent) async throws {
         try check()
         try await inner.insertSession(session, audit: audit)
+        if let (clock, by) = advanceOnInsert { clock.advance(by: by) }
     }
     func updateLeases(_ leases: [SessionID: Timestamp]) async throws {
         try check()
@@ -262,6 +342,7 @@ final class FailingRepository: LicenseRepository, @unchecked Sendable {
         try await inner.revokeAPIKey(id: id, at: at, replacement: replacement, audit: audit)
     }
     func sessions(user: UserID, includeEnded: Bool) async throws -> [LeaseSession] { try await inner.sessions(user: user, includeEnded: includeEnded) }
+    func licensesWithLiveSessions() async throws -> [LicenseID] { try await inner.licensesWithLiveSessions() }
     func signingKeys() async throws -> [StoredSigningKey] { try await inner.signingKeys() }
     func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws {
         try await inner.rotateSigningKey(to: key, publishRetiredUntil: publishRetiredUntil, audit: audit)

@@ -93,18 +93,23 @@ struct RESPDecoderTests {
         defer { server.stop() }
         let redis = try RawRedisCapture(port: server.port)
         try expectDecodes(try redis.capture(["SCRIPT", "LOAD", RedisSeatStore.script]), as: .bulkString(Array(RedisSeatStore.scriptSHA.utf8)))
-        let keys = ["{lic}:handles", "{lic}:holders:2", "{lic}:index:2", "{lic}:seeded:2", "{lic}:machines"]
+        let keys = ["{lic}:handles", "{lic}:holders:2", "{lic}:index:2", "{lic}:seeded:2", "{lic}:machines", "{lic}:pending"]
         func seat(_ arguments: String...) throws -> [UInt8] {
-            try redis.capture(["EVALSHA", RedisSeatStore.scriptSHA, "5"] + keys + arguments)
+            try redis.capture(["EVALSHA", RedisSeatStore.scriptSHA, "6"] + keys + arguments)
         }
-        try expectDecodes(try seat("claim", "1000", "s1", "u1", "hw1", "k1", "2", "360000"), as: .array([.bulkString(Array("SEED".utf8))]))
-        try expectDecodes(try seat("seed", "1000", "2"), as: .integer(0))
-        try expectDecodes(try seat("claim", "1000", "s1", "u1", "hw1", "k1", "1", "360000"),
+        try expectDecodes(try seat("claim", "1000", "", "run-a", "s1", "u1", "hw1", "k1", "2", "360000", "7000"), as: .array([.bulkString(Array("SEED".utf8))]))
+        try expectDecodes(try seat("seed", "1000", "", "run-a", "2"), as: .integer(0))
+        try expectDecodes(try seat("claim", "1000", "2000", "run-a", "s1", "u1", "hw1", "k1", "1", "360000", "7000"),
                           as: .array([.bulkString(Array("GRANTED".utf8)), .bulkString(Array("s1".utf8)), .integer(361_000)]))
-        try expectDecodes(try seat("claim", "1000", "s2", "u2", "hw2", "k2", "1", "360000"),
+        try expectDecodes(try seat("claim", "1000", "2000", "run-a", "s2", "u2", "hw2", "k2", "1", "360000", ""),
                           as: .array([.bulkString(Array("FULL".utf8)), .bulkString([]), .integer(1)]))
-        try expectDecodes(try seat("leases", "1000"), as: .array([.bulkString(Array("s1".utf8)), .bulkString(Array("361000".utf8))]))
-        try expectDecodes(try seat("no-such-operation", "1000"))
+        try expectDecodes(try seat("leases", "1000", "", "run-a"), as: .array([.bulkString(Array("s1".utf8)), .bulkString(Array("8000".utf8)), .integer(1)]))
+        try expectDecodes(try seat("confirm", "3000", "2000", "run-a", "360000", "s1"), as: .array([.bulkString(Array("LATE".utf8)), .bulkString([]), .integer(3000)]))
+        try expectDecodes(try seat("confirm", "1500", "2000", "run-a", "360000", "s1", "gone"),
+                          as: .array([.bulkString(Array("s1".utf8)), .integer(361_500), .bulkString(Array("gone".utf8)), .integer(0)]))
+        // Another server's run id: the license must be rebuilt there first.
+        try expectDecodes(try seat("claim", "1500", "2000", "run-b", "s3", "u3", "hw3", "", "2", "360000", ""), as: .array([.bulkString(Array("SEED".utf8))]))
+        try expectDecodes(try seat("no-such-operation", "1000", "", "run-a"))
     }
 
     @Test func resp3RepliesCapturedFromRedis() async throws {

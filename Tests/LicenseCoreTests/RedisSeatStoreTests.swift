@@ -187,9 +187,77 @@ struct RedisSeatStoreTests {
         #expect(full.commandTimeout == .milliseconds(250))
         #expect(full.connectionsPerNode == 8)
         #expect(try RedisConfiguration(url: "redis://h?cluster=true").cluster)
+        let sentinel = try RedisConfiguration(url: "redis+sentinel://:pw@10.0.0.1:26380,[fd00::2],s3/seats/3?sentinel_password=sp&timeout_ms=300")
+        #expect(sentinel.sentinels == [RedisSentinelAddress(host: "10.0.0.1", port: 26_380), RedisSentinelAddress(host: "fd00::2"), RedisSentinelAddress(host: "s3")])
+        #expect(sentinel.sentinelService == "seats")
+        #expect(sentinel.database == 3)
+        #expect(sentinel.password == "pw")
+        #expect(sentinel.sentinelPassword == "sp")
+        #expect(sentinel.commandTimeout == .milliseconds(300))
+        for bad in ["redis+sentinel://", "redis+sentinel://h:26379", "redis+sentinel://h:0/s", "redis+sentinel://h/s/x", "redis+sentinel://h/s?cluster=true", "redis+sentinel://h/s?bogus=1"] {
+            #expect(throws: RedisClientError.self, "\(bad)") { try RedisConfiguration(url: bad) }
+        }
         for bad in ["http://h", "redis://", "rediss://h", "redis://h/x", "redis://h?bogus=1", "redis://h/1?cluster=true", "redis://h?prefix={x}", "redis://h:0"] {
             #expect(throws: RedisClientError.self, "\(bad)") { try RedisConfiguration(url: bad) }
         }
+    }
+
+    @Test func aClusterFailoverIsFollowedAndThePromotedReplicaIsRebuiltBeforeItGrants() async throws {
+        let cluster = try await RedisTestCluster.start(masters: 3, replicas: 1)
+        defer { cluster.stop() }
+        var configuration = cluster.nodes[0].configuration
+        configuration.cluster = true
+        let client = RedisClient(configuration: configuration)
+        defer { client.close() }
+        let now = SystemWallClock().now()
+        func row(_ id: String, _ user: String) -> LeaseSession {
+            LeaseSession(id: SessionID(id), tenantID: "t", licenseID: license, userID: UserID(user), hardwareID: "hw-\(user)",
+                         idempotencyKey: "", createdAt: now, leaseExpiresAt: now.advanced(by: .seconds(300)))
+        }
+        let rows = RecordedSeatSeedSource(SeatSeed(seatLimit: 3, sessions: [row("s1", "u1")]))
+        let store = RedisSeatStore(client: client, seedSource: rows)
+        guard case .granted = try await store.claim(request("s2", user: "u2", limit: 3)) else {
+            Issue.record("expected a grant")
+            return
+        }
+        rows.record(row("s2", "u2"))
+        // The master serving the license's slot dies; the cluster promotes its replica.
+        let slot = try #require(try await cluster.nodes[0].command("CLUSTER", "KEYSLOT", "{\(license.rawValue)}").int64)
+        func owner() async throws -> Int? {
+            guard case .array(let ranges) = try await cluster.nodes.first { $0.pid != nil }!.command("CLUSTER", "SLOTS") else { return nil }
+            for case .array(let range) in ranges where range.count >= 3 {
+                if let start = range[0].int64, let end = range[1].int64, start...end ~= slot, case .array(let master) = range[2] {
+                    return master[1].int64.map(Int.init)
+                }
+            }
+            return nil
+        }
+        let oldOwner = try #require(try await owner())
+        let victim = try #require(cluster.nodes.first { $0.port == oldOwner })
+        victim.stop()
+        let deadline = ContinuousClock.now + .seconds(30)
+        var newOwner: Int?
+        while ContinuousClock.now < deadline {
+            newOwner = try? await owner()
+            if let newOwner, newOwner != oldOwner { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(newOwner != nil && newOwner != oldOwner, "the replica was not promoted")
+        // The same client follows (after failing fast while the slot had no master), and the
+        // promoted replica's copy is merged with the durable sessions before anything is granted.
+        var outcome: SeatClaimOutcome?
+        while outcome == nil, ContinuousClock.now < deadline {
+            outcome = try? await store.claim(request("s3", user: "u3", limit: 2))
+            if outcome == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(outcome == .full(used: 2, limit: 2))
+        #expect(try await store.leases(licenseID: license).map(\.sessionID) == ["s1", "s2"])
+        // The promoted replica rebuilt the license itself: the marker names its run id, not the old master's.
+        let promoted = try #require(cluster.nodes.first { $0.port == newOwner })
+        let info = try await promoted.command("INFO", "server").string ?? ""
+        let runID = info.split(separator: "\r\n").first { $0.hasPrefix("run_id:") }.map { String($0.dropFirst(7)) }
+        let marker = try await promoted.command("GET", "coditect:lic:{\(license.rawValue)}:seeded:2").string
+        #expect(runID != nil && marker == runID)
     }
 
     @Test func theSameScriptRunsOnARedisClusterWithoutCrossSlotErrors() async throws {

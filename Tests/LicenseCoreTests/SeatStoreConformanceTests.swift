@@ -201,4 +201,87 @@ struct SeatStoreConformanceTests {
         #expect(granted == 10)
         #expect(try await store.leases(licenseID: license).count == 10)
     }
+
+    // MARK: Pending claims
+
+    func pendingClaim(_ store: any SeatStore, _ session: String, _ holder: SeatHolder, limit: Int = 2) async throws -> SeatClaimOutcome {
+        try await store.claim(SeatClaimRequest(licenseID: license, sessionID: SessionID(session), holder: holder, seatLimit: limit, leaseTTL: ttl, pendingTTL: .seconds(7)))
+    }
+
+    @Test(arguments: backends)
+    func anUnconfirmedClaimHoldsItsSeatOnlyForThePendingTTL(_ backend: Backend) async throws {
+        let clock = ManualWallClock()
+        let store = try await backend.make(clock)
+        let granted = try await pendingClaim(store, "s1", holder("u1", key: "k1"), limit: 1)
+        #expect(granted == .granted(SeatLease(sessionID: "s1", expiresAt: clock.now().advanced(by: ttl), isPending: true)))
+        #expect(try await store.leases(licenseID: license) == [SeatLease(sessionID: "s1", expiresAt: clock.now().advanced(by: .seconds(7)), isPending: true)])
+        // The seat is taken while the claim waits for its row.
+        #expect(try await claim(store, "s2", holder("u2"), limit: 1) == .full(used: 1, limit: 1))
+        // Nobody confirms it (the daemon died, or gave up): it lapses with the pending TTL.
+        clock.advance(by: .seconds(7))
+        #expect(try await store.leases(licenseID: license).isEmpty)
+        #expect(try await store.confirm(licenseID: license, sessionID: "s1", leaseTTL: ttl) == nil)
+        guard case .granted = try await claim(store, "s2", holder("u2"), limit: 1) else {
+            Issue.record("the unconfirmed claim's seat should be free")
+            return
+        }
+    }
+
+    @Test(arguments: backends)
+    func aConfirmedClaimHoldsTheFullLease(_ backend: Backend) async throws {
+        let clock = ManualWallClock()
+        let store = try await backend.make(clock)
+        _ = try await pendingClaim(store, "s1", holder("u1", key: "k1"), limit: 1)
+        clock.advance(by: .seconds(2))
+        let confirmed = try await store.confirm(licenseID: license, sessionID: "s1", leaseTTL: ttl)
+        #expect(confirmed == SeatLease(sessionID: "s1", expiresAt: clock.now().advanced(by: ttl)))
+        clock.advance(by: .seconds(300))
+        #expect(try await store.leases(licenseID: license) == [SeatLease(sessionID: "s1", expiresAt: clock.now().advanced(by: .seconds(60)))])
+        // A retry with its key now resumes it (and extends it).
+        #expect(try await pendingClaim(store, "s9", holder("u1", key: "k1"), limit: 1) == .existing(SeatLease(sessionID: "s1", expiresAt: clock.now().advanced(by: ttl))))
+    }
+
+    @Test(arguments: backends)
+    func aRetryOfAnUnconfirmedClaimChangesNothing(_ backend: Backend) async throws {
+        let clock = ManualWallClock()
+        let store = try await backend.make(clock)
+        let pendingUntil = clock.now().advanced(by: .seconds(7))
+        _ = try await pendingClaim(store, "s1", holder("u1", key: "k1"), limit: 2)
+        clock.advance(by: .seconds(3))
+        // The earlier attempt may yet commit: the retry learns of it, extends nothing, takes no second seat.
+        #expect(try await pendingClaim(store, "s2", holder("u1", key: "k1"), limit: 2) == .pending(SeatLease(sessionID: "s1", expiresAt: pendingUntil, isPending: true)))
+        #expect(try await store.seatsInUse(licenseID: license) == 1)
+        clock.advance(by: .seconds(4))
+        // Lapsed: the retry gets a claim of its own.
+        #expect(try await pendingClaim(store, "s2", holder("u1", key: "k1"), limit: 2) == .granted(SeatLease(sessionID: "s2", expiresAt: clock.now().advanced(by: ttl), isPending: true)))
+    }
+
+    @Test(arguments: backends)
+    func aRenewConfirmsAPendingHandle(_ backend: Backend) async throws {
+        let clock = ManualWallClock()
+        let store = try await backend.make(clock)
+        _ = try await pendingClaim(store, "s1", holder("u1"), limit: 1)
+        let renewed = try await store.renew(licenseID: license, sessionID: "s1", holder: holder("u1"), seatLimit: 1, leaseTTL: ttl)
+        #expect(renewed == .renewed(SeatLease(sessionID: "s1", expiresAt: clock.now().advanced(by: ttl))))
+        #expect(try await store.leases(licenseID: license).map(\.isPending) == [false])
+        clock.advance(by: .seconds(10))
+        #expect(try await store.seatsInUse(licenseID: license) == 1)
+    }
+
+    @Test(arguments: backends)
+    func concurrentConfirmsEachGetTheirOwnAnswer(_ backend: Backend) async throws {
+        let clock = ManualWallClock()
+        let store = try await backend.make(clock)
+        for i in 0..<20 { _ = try await pendingClaim(store, "s\(i)", holder("u\(i)"), limit: 30) }
+        let ids = (0..<20).map { SessionID("s\($0)") } + ["never-claimed"]
+        let license = self.license
+        let ttl = self.ttl
+        let confirmed = try await withThrowingTaskGroup(of: (SessionID, SeatLease?).self) { group in
+            for id in ids { group.addTask { (id, try await store.confirm(licenseID: license, sessionID: id, leaseTTL: ttl)) } }
+            return try await group.reduce(into: [SessionID: SeatLease?]()) { $0[$1.0] = $1.1 }
+        }
+        for id in ids.dropLast() { #expect(confirmed[id] == SeatLease(sessionID: id, expiresAt: clock.now().advanced(by: ttl)), "\(id)") }
+        #expect(confirmed["never-claimed"] == .some(nil))
+        #expect(try await store.leases(licenseID: license).allSatisfy { !$0.isPending })
+    }
 }

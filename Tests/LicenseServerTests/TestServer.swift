@@ -95,26 +95,7 @@ struct TestServer: Sendable {
     /// Creates a tenant, a license of `seats` seats and `users` users over the wire; returns their API keys.
     func setUpLicense(_ license: String = "acme-pro", seats: UInt32, users: Int, leaseTTL: UInt32 = 0, heartbeat: UInt32 = 0, offlineGrace: UInt32 = 0) async throws -> [String] {
         let admin = try await connect()
-        var tenant = Coditect_License_V1_CreateTenantRequest()
-        tenant.id = "t-" + license
-        tenant.name = "Tenant of \(license)"
-        _ = try await admin.call(.createTenant(tenant))
-        var request = Coditect_License_V1_CreateLicenseRequest()
-        request.id = license
-        request.tenantID = tenant.id
-        request.name = "Pro"
-        request.seats = seats
-        request.leaseTtlS = leaseTTL
-        request.heartbeatIntervalS = heartbeat
-        request.offlineGraceS = offlineGrace
-        _ = try await admin.call(.createLicense(request))
-        var keys: [String] = []
-        for i in 0..<users {
-            var user = Coditect_License_V1_CreateUserRequest()
-            user.tenantID = tenant.id
-            user.name = "user\(i)"
-            keys.append(try await admin.call(.createUser(user)).user.apiKey)
-        }
+        let keys = try await admin.setUpLicense(license, seats: seats, users: users, leaseTTL: leaseTTL, heartbeat: heartbeat, offlineGrace: offlineGrace)
         await admin.close()
         return keys
     }
@@ -206,4 +187,32 @@ func within<T: Sendable>(_ limit: Duration = .seconds(30), _ body: @escaping @Se
     try await withDeadline(limit, orThrow: {
         LicenseCallError(code: .deadlineExceeded, reason: "TEST_TIMEOUT", message: "the test step took longer than \(limit)")
     }, body)
+}
+
+extension LicenseConnection {
+    /// On a connection signed in as an operator: creates tenant `t-<license>`, the license and
+    /// `users` users named `user0`…; returns the users' API keys.
+    func setUpLicense(_ license: String, seats: UInt32, users: Int, leaseTTL: UInt32 = 0, heartbeat: UInt32 = 0, offlineGrace: UInt32 = 0) async throws -> [String] {
+        var tenant = Coditect_License_V1_CreateTenantRequest()
+        tenant.id = "t-" + license
+        tenant.name = "Tenant of \(license)"
+        _ = try await call(.createTenant(tenant))
+        var request = Coditect_License_V1_CreateLicenseRequest()
+        request.id = license
+        request.tenantID = tenant.id
+        request.name = "Pro"
+        request.seats = seats
+        request.leaseTtlS = leaseTTL
+        request.heartbeatIntervalS = heartbeat
+        request.offlineGraceS = offlineGrace
+        _ = try await call(.createLicense(request))
+        var keys: [String] = []
+        for i in 0..<users {
+            var user = Coditect_License_V1_CreateUserRequest()
+            user.tenantID = tenant.id
+            user.name = "user\(i)"
+            keys.append(try await call(.createUser(user)).user.apiKey)
+        }
+        return keys
+    }
 }

@@ -7,20 +7,33 @@
 -- KEYS[1] handles  ZSET  session id -> lease expiry (ms since epoch)
 -- KEYS[2] holders  HASH  session id -> user \31 hardware id \31 idempotency key
 -- KEYS[3] index    HASH  'k' \31 user \31 key -> session id (idempotent retries)
--- KEYS[4] seeded   STRING present once the license's seats were rebuilt from the durable sessions
+-- KEYS[4] seeded   STRING the run id of the Redis server that rebuilt the license's seats from the
+--                  durable sessions; any other value (or none) means this server's copy may be
+--                  stale (a restart, a promoted replica) and the license is rebuilt first
 -- KEYS[5] machines HASH  user \31 hardware id -> number of live handles (one entry per seat held)
+-- KEYS[6] pending  SET   session ids of handles whose session row is not confirmed committed yet
 --
 -- Every key carries the license's {hash tag}, so this script runs unchanged on Redis Cluster.
--- ARGV[1] is the operation, ARGV[2] the time in ms: empty in production, so time comes from the
--- Redis server (TIME) and not from any daemon's clock; tests with an injected clock pass one.
 --
--- Replies: claim -> {'GRANTED'|'EXISTING', id, expiry} | {'FULL', '', used}
+-- ARGV[1] the operation
+-- ARGV[2] the time in ms: empty in production, so time comes from the Redis server (TIME) and
+--         not from any daemon's clock; tests with an injected clock pass one
+-- ARGV[3] the deadline in ms (Redis time), or empty: a claim, confirm or renew that runs later
+--         than this (it waited in a socket buffer while its caller gave up) changes nothing
+-- ARGV[4] the run id of the Redis server the daemon's connection reached (`INFO server`, read
+--         when the connection was made): it changes with every start and differs between a
+--         primary and the replica promoted in its place, while the keys replicate
+-- ARGV[5...] the operation's arguments
+--
+-- Replies: claim -> {'GRANTED'|'EXISTING'|'PENDING', id, expiry} | {'FULL', '', used}
+--          confirm -> {id, expiry (0: the handle is gone), ...}
 --          renew -> {'RENEWED'|'RECLAIMED', id, expiry} | {'NOSEAT', '', used}
---          release -> 1 | 0;  leases -> {id, expiry, id, expiry, ...};  usage -> seats in use
+--          release -> 1 | 0;  leases -> {id, expiry, pending (0|1), ...};  usage -> seats in use
 --          seed -> restored handle count
---          any but release and seed, when the license has not been rebuilt yet -> {'SEED'}
+--          claim, confirm, renew past the deadline -> {'LATE', '', now}
+--          any but release and seed, when this server has not rebuilt the license -> {'SEED'}
 
-local handles, holders, index, seeded, machines = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local handles, holders, index, seeded, machines, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local op = ARGV[1]
 local SEP = '\31'
 
@@ -35,6 +48,8 @@ end
 local function ms(value)
   return string.format('%d', value)
 end
+
+local server_id = ARGV[4]
 
 -- Removes a handle; the seat goes with its last handle.
 local function drop(id)
@@ -52,6 +67,7 @@ local function drop(id)
     redis.call('HDEL', holders, id)
   end
   redis.call('ZREM', handles, id)
+  redis.call('SREM', pending, id)
 end
 
 -- A lease lapses when its expiry is at or before now.
@@ -75,57 +91,98 @@ local function fits(user, hw, limit)
 end
 
 if op == 'seed' then
-  -- ARGV[3] seat limit, then five values per durable session: id, user, hw, key, expiry.
-  if redis.call('EXISTS', seeded) == 1 then return 0 end
+  -- ARGV[5] seat limit, then five values per durable (live) session: id, user, hw, key, expiry.
+  -- Merges the durable sessions into what this server has: a confirmed handle whose session is
+  -- not live is dropped (its end was lost with the old server), a live session's missing handle
+  -- is restored while it fits, and handles still pending confirmation are left to confirm or lapse.
+  if redis.call('GET', seeded) == server_id then return 0 end
   purge()
-  local limit = tonumber(ARGV[3])
+  local limit = tonumber(ARGV[5])
+  local live = {}
+  for i = 6, #ARGV - 4, 5 do live[ARGV[i]] = true end
+  for _, id in ipairs(redis.call('ZRANGE', handles, 0, -1)) do
+    if not live[id] and redis.call('SISMEMBER', pending, id) == 0 then drop(id) end
+  end
   local restored = 0
-  for i = 4, #ARGV - 4, 5 do
+  for i = 6, #ARGV - 4, 5 do
     local id, user, hw, expiry = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 4])
     if expiry > now and not redis.call('ZSCORE', handles, id) and fits(user, hw, limit) then
       insert(id, user, hw, ARGV[i + 3], expiry)
       restored = restored + 1
     end
   end
-  redis.call('SET', seeded, ms(now))
+  redis.call('SET', seeded, server_id)
   return restored
 end
 
 if op == 'release' then
-  -- ARGV[3] session id. Needs no rebuild: an absent handle is simply not freed.
+  -- ARGV[5] session id. Needs no rebuild: an absent handle is simply not freed.
   purge()
-  local id = ARGV[3]
+  local id = ARGV[5]
   if not redis.call('ZSCORE', handles, id) then return 0 end
   drop(id)
   return 1
 end
 
-if redis.call('EXISTS', seeded) == 0 then return {'SEED'} end
+if redis.call('GET', seeded) ~= server_id then return {'SEED'} end
+if ARGV[3] ~= '' and now > tonumber(ARGV[3]) then return {'LATE', '', now} end
 purge()
 
 if op == 'claim' then
-  -- ARGV[3] session id, [4] user, [5] hardware id, [6] idempotency key, [7] seat limit, [8] lease TTL ms
-  local id, user, hw, key = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-  local limit, expiry = tonumber(ARGV[7]), now + tonumber(ARGV[8])
+  -- ARGV[5] session id, [6] user, [7] hardware id, [8] idempotency key, [9] seat limit,
+  -- [10] lease TTL ms, [11] pending TTL ms (empty: the handle is confirmed at once)
+  local id, user, hw, key = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+  local limit, expiry = tonumber(ARGV[9]), now + tonumber(ARGV[10])
   if key ~= '' then
     local existing = redis.call('HGET', index, 'k' .. SEP .. user .. SEP .. key)
     if existing and redis.call('ZSCORE', handles, existing) then
+      -- An unconfirmed handle is not extended: it lapses unless its session row commits.
+      if redis.call('SISMEMBER', pending, existing) == 1 then
+        return {'PENDING', existing, tonumber(redis.call('ZSCORE', handles, existing))}
+      end
       redis.call('ZADD', handles, 'XX', ms(expiry), existing)
       return {'EXISTING', existing, expiry}
     end
   end
   local ok, used = fits(user, hw, limit)
   if not ok then return {'FULL', '', used} end
-  insert(id, user, hw, key, expiry)
+  if ARGV[11] ~= '' then
+    insert(id, user, hw, key, now + tonumber(ARGV[11]))
+    redis.call('SADD', pending, id)
+  else
+    insert(id, user, hw, key, expiry)
+  end
   return {'GRANTED', id, expiry}
 end
 
+if op == 'confirm' then
+  -- ARGV[5] lease TTL ms, ARGV[6...] session ids whose rows have committed: each handle is held
+  -- for the full lease from now on. Replies {id, expiry, ...}, expiry 0 for a handle that is gone.
+  local expiry = now + tonumber(ARGV[5])
+  local out = {}
+  for i = 6, #ARGV do
+    local id = ARGV[i]
+    out[#out + 1] = id
+    if redis.call('ZSCORE', handles, id) then
+      redis.call('SREM', pending, id)
+      redis.call('ZADD', handles, 'XX', ms(expiry), id)
+      out[#out + 1] = expiry
+    else
+      out[#out + 1] = 0
+    end
+  end
+  return out
+end
+
 if op == 'renew' then
-  -- Same arguments as claim. A lapsed handle re-runs the limit check (unless its machine still
-  -- holds the seat through another handle); it is never re-created blindly.
-  local id, user, hw, key = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-  local limit, expiry = tonumber(ARGV[7]), now + tonumber(ARGV[8])
+  -- ARGV[5] session id, [6] user, [7] hardware id, [8] idempotency key, [9] seat limit,
+  -- [10] lease TTL ms. A lapsed handle re-runs the limit check (unless its machine still holds the
+  -- seat through another handle); it is never re-created blindly. Only a recorded session is
+  -- renewed, so a pending handle it finds is confirmed.
+  local id, user, hw, key = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+  local limit, expiry = tonumber(ARGV[9]), now + tonumber(ARGV[10])
   if redis.call('ZSCORE', handles, id) then
+    redis.call('SREM', pending, id)
     redis.call('ZADD', handles, 'XX', ms(expiry), id)
     return {'RENEWED', id, expiry}
   end
@@ -136,7 +193,14 @@ if op == 'renew' then
 end
 
 if op == 'leases' then
-  return redis.call('ZRANGE', handles, 0, -1, 'WITHSCORES')
+  local flat = redis.call('ZRANGE', handles, 0, -1, 'WITHSCORES')
+  local out = {}
+  for i = 1, #flat, 2 do
+    out[#out + 1] = flat[i]
+    out[#out + 1] = flat[i + 1]
+    out[#out + 1] = redis.call('SISMEMBER', pending, flat[i])
+  end
+  return out
 end
 
 if op == 'usage' then

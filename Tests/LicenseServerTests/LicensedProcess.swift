@@ -1,0 +1,113 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BackendTestSupport
+import Foundation
+import LicenseClient
+import LicenseWire
+import NIOConcurrencyHelpers
+
+/// A real `licensed` process (the debug build) on a free loopback port with a data folder of its
+/// own, for tests that kill, restart and drain the daemon itself.
+///
+/// To look into a failure: `FAULT_LOG_LEVEL=debug` sets the daemons' log level and
+/// `FAULT_KEEP_LOGS=DIR` copies each daemon's log into DIR when the test ends.
+final class LicensedProcess: Sendable {
+    static let operatorKey = "lk_fault_tests_operator_key_0001"
+
+    let port: Int
+    let folder: String
+    let arguments: [String]
+    private let child = NIOLockedValueBox<ChildProcess?>(nil)
+
+    var dataDirectory: String { folder + "/data" }
+    var logFile: String { folder + "/licensed.log" }
+    var pid: pid_t? { child.withLockedValue { $0?.pid } }
+
+    /// Starts a daemon with `arguments` added to its data folder and listen address.
+    static func start(_ arguments: [String]) async throws -> LicensedProcess {
+        let process = LicensedProcess(port: try FreePort.next(), folder: try makeTemporaryDirectory("licensed-process"), arguments: arguments)
+        try await process.launch()
+        return process
+    }
+
+    private init(port: Int, folder: String, arguments: [String]) {
+        self.port = port
+        self.folder = folder
+        self.arguments = arguments
+    }
+
+    /// Starts the daemon (again, after `kill`) and waits until it listens.
+    func launch() async throws {
+        let offset = (try? FileManager.default.attributesOfItem(atPath: logFile)[.size] as? Int) ?? 0
+        let process = try ChildProcess(
+            [LicensedBinaryTests.binary, "--data-dir", dataDirectory, "--listen", "127.0.0.1:\(port)", "--log-level", ProcessInfo.processInfo.environment["FAULT_LOG_LEVEL"] ?? "warning"] + arguments,
+            logFile: logFile, environment: ["LICENSED_BOOTSTRAP_API_KEY": Self.operatorKey]
+        )
+        child.withLockedValue { $0 = process }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if log(from: offset).contains("listening on") { return }
+            guard process.isRunning else { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestServerError("licensed did not start: \(log(from: offset))")
+    }
+
+    /// The log written since byte `offset`.
+    func log(from offset: Int = 0) -> String {
+        guard let data = FileManager.default.contents(atPath: logFile), data.count > offset else { return "" }
+        return String(decoding: data[offset...], as: UTF8.self)
+    }
+
+    /// Sends `signal` and waits (without blocking a thread) until the process has exited;
+    /// returns how long that took, or `nil` if it still ran after `limit` (it is then killed).
+    @discardableResult
+    func stop(signal: Int32, within limit: Duration = .seconds(30)) async -> Duration? {
+        guard let process = child.withLockedValue({ $0 }) else { return .zero }
+        let started = ContinuousClock.now
+        kill(process.pid, signal)
+        while started.duration(to: .now) < limit {
+            if !process.isRunning {
+                child.withLockedValue { $0 = nil }
+                return started.duration(to: .now)
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        process.stop(signal: SIGKILL)
+        child.withLockedValue { $0 = nil }
+        return nil
+    }
+
+    /// A connection to this daemon (not signed in).
+    func connect(callTimeout: Duration = .seconds(15)) async throws -> LicenseConnection {
+        var endpoint = LicenseServerEndpoint(host: "127.0.0.1", port: port, caFile: dataDirectory + "/tls/ca.pem")
+        endpoint.callTimeout = callTimeout
+        endpoint.connectTimeout = .seconds(5)
+        return try await LicenseConnection.connect(to: endpoint)
+    }
+
+    /// A connection signed in with `apiKey`.
+    func connect(apiKey: String, callTimeout: Duration = .seconds(15)) async throws -> LicenseConnection {
+        let connection = try await connect(callTimeout: callTimeout)
+        _ = try await connection.hello(apiKey: apiKey)
+        return connection
+    }
+
+    /// Creates tenant `t-<license>`, the license and `users` users through this daemon; returns
+    /// the users' API keys.
+    func setUpLicense(_ license: String, seats: UInt32, users: Int, leaseTTL: UInt32, heartbeat: UInt32) async throws -> [String] {
+        let admin = try await connect(apiKey: Self.operatorKey)
+        let keys = try await admin.setUpLicense(license, seats: seats, users: users, leaseTTL: leaseTTL, heartbeat: heartbeat)
+        await admin.close()
+        return keys
+    }
+
+    deinit {
+        child.withLockedValue { $0?.stop(signal: SIGKILL) }
+        if let keep = ProcessInfo.processInfo.environment["FAULT_KEEP_LOGS"] {
+            try? FileManager.default.copyItem(atPath: logFile, toPath: keep + "/licensed-\(port).log")
+        }
+        try? FileManager.default.removeItem(atPath: folder)
+    }
+}
