@@ -47,7 +47,7 @@ public actor GroupCommitQueue<Connection> {
     private func leadOneBatch() async {
         let batch = queue
         queue.removeAll(keepingCapacity: true)
-        // Too late to start (less than `minimumBudget` left): fail at once, without a database
+        // Too late to start (less than `GroupCommitUnit.minimumBudget` left): fail at once, without a database
         // call and without waiting for the batch.
         let live = batch.filter { !failIfExpired($0) }
         if !live.isEmpty { await commit(live) }
@@ -68,15 +68,12 @@ public actor GroupCommitQueue<Connection> {
 
     /// Fails and wakes a unit whose deadline is too close to start it; returns whether it did.
     private func failIfExpired(_ unit: GroupCommitUnit<Connection>) -> Bool {
-        guard let deadline = unit.deadline, deadline <= ContinuousClock.now.advanced(by: Self.minimumBudget) else { return false }
+        guard !unit.hasTimeToStart else { return false }
         unit.error = GroupCommitTimeout()
         unit.wake?.resume(returning: false)
         unit.wake = nil
         return true
     }
-
-    /// The least time a unit must have left to be started.
-    public static var minimumBudget: Duration { .milliseconds(100) }
 
     private final class ResultBox<T>: @unchecked Sendable {
         var value: T?
@@ -96,6 +93,14 @@ public final class GroupCommitUnit<Connection>: @unchecked Sendable {
     /// commit after it (e.g. a statement timeout set to the batch's earliest deadline).
     public let deadline: ContinuousClock.Instant?
     fileprivate var wake: CheckedContinuation<Bool, Never>?
+
+    /// The least time a unit must have left to be started.
+    public static var minimumBudget: Duration { .milliseconds(100) }
+
+    /// Whether the unit may still be started: it has no deadline, or `minimumBudget` left.
+    public var hasTimeToStart: Bool {
+        deadline.map { ContinuousClock.now.advanced(by: Self.minimumBudget) < $0 } ?? true
+    }
 
     init(payload: (any Sendable)?, deadline: ContinuousClock.Instant?, work: @escaping @Sendable (Connection) async throws -> Void) {
         self.payload = payload

@@ -18,7 +18,7 @@ public final class LicenseCache: Sendable {
         var trusted: Bool
         var generation: UInt64 = 0
         var entries: [LicenseID: (license: License, storedAt: ContinuousClock.Instant)] = [:]
-        /// Every license read, kept while the cache is not trusted, for `lastKnown`.
+        /// Every license read (trusted or not), kept for `lastKnown` until a change names it.
         var known: [LicenseID: License] = [:]
     }
 

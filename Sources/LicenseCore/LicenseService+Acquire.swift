@@ -3,7 +3,6 @@ extension LicenseService {
     /// user already holds on this hardware (it counts once however many processes share it), or
     /// a newly taken one. A retry with the same idempotency key resumes the same session.
     public func acquire(_ command: AcquireCommand, by principal: Principal) async throws -> AcquireOutcome {
-        let repository = repository(for: principal)
         try Validation.id(command.licenseID, field: "license_id")
         try Validation.text(command.hardwareID, field: "hardware_id", max: Validation.maxHardwareIDLength)
         try Validation.text(command.idempotencyKey, field: "idempotency_key", max: Validation.maxIDLength, required: false)
@@ -45,9 +44,9 @@ extension LicenseService {
                 return (try await record(granted, command: command, license: license, by: principal, at: now), false)
             case .existing(let existing), .pending(let existing):
                 if let session = try await recordedLiveSession(existing.sessionID, in: repository) {
-                    let lease = existing.isPending ? try await confirm(session, leaseTTL: license.policy.leaseTTL, by: principal) : existing
-                    if !existing.isPending { try await recordLease(lease, in: repository) }
-                    return (lease, true)
+                    if existing.isPending { return (try await confirm(session, leaseTTL: license.policy.leaseTTL, by: principal), true) }
+                    try await recordLease(existing, in: repository)
+                    return (existing, true)
                 }
                 if existing.isPending {
                     // An earlier attempt's row may still commit (or its claim lapse): neither
@@ -104,15 +103,12 @@ extension LicenseService {
             confirmed = nil
         }
         guard let confirmed else {
-            // Best effort, step by step (the seat store may be what failed): should the row stay
-            // live, the sweeper ends it, since it holds no confirmed seat.
+            // Best effort (the seat store may be what failed): the seat first, then `end`, which
+            // ends the row and releases again. Should the row stay live, the sweeper ends it,
+            // since it holds no confirmed seat.
             logger.debug("pending seat could not be confirmed; session ended", metadata: ["license": "\(session.licenseID)"])
-            let repository = repository(for: principal)
             _ = try? await seats.release(licenseID: session.licenseID, sessionID: session.id)
-            let now = clock.now()
-            let audit = AuditEvent(at: now, tenantID: session.tenantID, actor: nil, action: "session.lapse", target: session.id.rawValue)
-            _ = try? await repository.endSession(session.id, at: now, reason: .lapsed, audit: audit)
-            _ = try? await seats.release(licenseID: session.licenseID, sessionID: session.id)
+            try? await end(session, reason: .lapsed, actor: nil, in: repository(for: principal), action: "session.lapse")
             throw LicenseError.backendUnavailable("the seat store")
         }
         directory.remember(session)

@@ -98,13 +98,11 @@ struct PostgresGroupCommitter: Sendable {
     }
 
     private static func runAlone(_ unit: Unit, on connection: BatchConnection, logger: Logger) async throws {
-        if let deadline = unit.deadline {
-            guard ContinuousClock.now.advanced(by: GroupCommitQueue<BatchConnection>.minimumBudget) < deadline else {
-                unit.error = GroupCommitTimeout()
-                return
-            }
-            connection.limitStatements(to: deadline)
+        guard unit.hasTimeToStart else {
+            unit.error = GroupCommitTimeout()
+            return
         }
+        if let deadline = unit.deadline { connection.limitStatements(to: deadline) }
         try await connection.begin()
         do {
             try await unit.work(connection)
@@ -160,6 +158,12 @@ final class BatchConnection: @unchecked Sendable {
     /// Time kept back from a statement's budget for its answer to reach the daemon.
     static let answerMargin = Duration.milliseconds(50)
 
+    /// The `statement_timeout` (ms, at least 1) that ends a statement by `deadline` less the
+    /// answer margin.
+    static func statementTimeout(until deadline: ContinuousClock.Instant) -> Int64 {
+        max(1, (ContinuousClock.now.duration(to: deadline) - answerMargin).milliseconds)
+    }
+
     /// Forgets what `combine` wrote (its transaction was rolled back).
     func forgetCombined() { combined.removeAll() }
 
@@ -208,7 +212,7 @@ final class BatchConnection: @unchecked Sendable {
     /// of the session), if it is not set already.
     func scope(to scope: String) async throws {
         if let deadline = statementDeadline {
-            let left = max(1, (ContinuousClock.now.duration(to: deadline) - Self.answerMargin).milliseconds)
+            let left = Self.statementTimeout(until: deadline)
             for try await _ in try await connection.execute(SetScopeAndTimeoutStatement(scope: scope, local: !autocommit, timeoutMilliseconds: left), logger: logger) {}
             statementDeadline = nil
             self.scope = scope

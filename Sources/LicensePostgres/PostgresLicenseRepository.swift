@@ -41,6 +41,11 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
             }
         }
 
+        /// Something suggests Postgres is down: the breaker asks for a probe unless one runs.
+        func suspectDown() {
+            if breaker.withLock({ $0.callFailed() }) { probeRequester.yield() }
+        }
+
         var committer: PostgresGroupCommitter {
             committers[nextLane.loadThenWrappingIncrement(ordering: .relaxed) % committers.count]
         }
@@ -114,7 +119,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
             core.cache.setTrusted(false)
             // The subscription's connection dropping is the first sign of a Postgres going
             // down: probe now, before calls wait out their deadlines on it.
-            if !Task.isCancelled, core.breaker.withLock({ $0.callFailed() }) { core.probeRequester.yield() }
+            if !Task.isCancelled { core.suspectDown() }
             guard !Task.isCancelled else { return }
             failures += 1
             try? await Task.sleep(for: .milliseconds(min(5_000, 100 << min(failures, 6))))
@@ -137,14 +142,14 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
             } catch {
                 core.logger.debug("postgres probe failed", metadata: ["error": "\(type(of: error))"])
             }
-            let wasOpen = core.breaker.withLock { breaker in
+            let failuresBefore = core.breaker.withLock { breaker in
                 let before = breaker.failures
                 breaker.probeFinished(connected: connected, at: .now, jitter: .random(in: 0...1))
                 return before
             }
-            if !connected && wasOpen == 0 {
+            if !connected && failuresBefore == 0 {
                 core.logger.warning("postgres refuses connections; calls fail at once until a probe connects")
-            } else if connected && wasOpen > 0 {
+            } else if connected && failuresBefore > 0 {
                 core.logger.info("postgres accepts connections again")
             }
         }
@@ -172,7 +177,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
             return
         }
         if error is LicenseError { return }
-        if core.breaker.withLock({ $0.callFailed() }) { core.probeRequester.yield() }
+        core.suspectDown()
     }
 
     // MARK: Migrations
@@ -643,7 +648,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
                 try await core.client.withConnection { connection in
                     // Every use of a pooled connection sets its statement timeout first (a write
                     // batch sets what its callers have left).
-                    let left = String(max(1, (ContinuousClock.now.duration(to: deadline) - BatchConnection.answerMargin).milliseconds))
+                    let left = String(BatchConnection.statementTimeout(until: deadline))
                     try await connection.execute(
                         "SELECT set_config('coditect.tenant', \(scope), false), set_config('statement_timeout', \(left), false)", logger: core.logger
                     )

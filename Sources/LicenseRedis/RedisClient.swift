@@ -67,9 +67,6 @@ public final class RedisClient: Sendable {
         throw RedisClientError(.unexpectedReply, "Redis Cluster kept redirecting slot \(slot)")
     }
 
-    /// The address of the primary the client follows through Sentinel, once known.
-    public var sentinelPrimary: String? { sentinel?.currentAddress }
-
     /// Re-reads the cluster's slot map (no effect on a standalone server).
     public func refreshSlots() async throws {
         guard configuration.cluster else { return }

@@ -64,25 +64,13 @@ public final class RedisSeatStore: SeatStore {
     }
 
     public func confirm(licenseID: LicenseID, sessionID: SessionID, leaseTTL: Duration) async throws -> SeatLease? {
-        try await confirmMany(licenseID, [sessionID], leaseTTL: leaseTTL)[sessionID]
-    }
-
-    /// Confirms every handle of `sessions` (one license, one TTL) in one script call. (Batching
-    /// the confirmations of concurrent acquires this way was measured and dropped: the wait for
-    /// the batch ahead cost more acquire latency than the round trips it saved.)
-    func confirmMany(_ licenseID: LicenseID, _ sessions: [SessionID], leaseTTL: Duration) async throws -> [SessionID: SeatLease] {
-        let reply = try await run(licenseID, "confirm", deadline: true, [String(leaseTTL.milliseconds)] + sessions.map(\.rawValue))
-        guard case .array(let flat) = reply, flat.count == sessions.count * 2 else {
+        // The script confirms any number of ids; one acquire confirms its own. (Batching the
+        // confirms of concurrent acquires cost more latency than it saved: docs/benchmarks.md.)
+        let reply = try await run(licenseID, "confirm", deadline: true, [String(leaseTTL.milliseconds), sessionID.rawValue])
+        guard case .array(let pair) = reply, pair.count == 2, pair[0].string == sessionID.rawValue, let expiry = pair[1].int64 else {
             throw RedisClientError(.unexpectedReply, "the seat script answered confirm unexpectedly")
         }
-        var leases: [SessionID: SeatLease] = [:]
-        for i in stride(from: 0, to: flat.count, by: 2) {
-            guard let id = flat[i].string, let expiry = flat[i + 1].int64 else {
-                throw RedisClientError(.unexpectedReply, "the seat script answered confirm unexpectedly")
-            }
-            if expiry > 0 { leases[SessionID(id)] = SeatLease(sessionID: SessionID(id), expiresAt: Timestamp(millisecondsSinceEpoch: expiry)) }
-        }
-        return leases
+        return expiry > 0 ? SeatLease(sessionID: sessionID, expiresAt: Timestamp(millisecondsSinceEpoch: expiry)) : nil
     }
 
     public func renew(licenseID: LicenseID, sessionID: SessionID, holder: SeatHolder, seatLimit: Int, leaseTTL: Duration) async throws -> SeatRenewOutcome {
@@ -201,21 +189,21 @@ public final class RedisSeatStore: SeatStore {
             throw RedisClientError(.server, "Redis refused the seat script (\(kind))")
         }
         if clock == nil, case .array(let items) = reply, items.count == 3, let kind = items[0].string,
-           ["GRANTED", "EXISTING", "RENEWED", "RECLAIMED"].contains(kind), let expiry = items[2].int64,
+           Self.leaseAnswers.contains(kind), let expiry = items[2].int64,
            let ttl = Self.leaseTTLArgument(operation, arguments) {
             clockOffset.learn(redisNow: expiry - ttl)
         }
         return reply
     }
 
-    /// The lease TTL (ms) an operation's arguments carry, which with the answered expiry gives
-    /// Redis's time.
+    /// Claim and renew answers whose third value is the expiry `now + lease TTL`.
+    private static let leaseAnswers: Set<String> = ["GRANTED", "EXISTING", "RENEWED", "RECLAIMED"]
+
+    /// The lease TTL (ms) a claim's or renew's arguments carry, which with the answered expiry
+    /// gives Redis's time.
     private static func leaseTTLArgument(_ operation: String, _ arguments: [String]) -> Int64? {
-        switch operation {
-        case "claim", "renew": arguments.count > 5 ? Int64(arguments[5]) : nil
-        case "confirm": arguments.first.flatMap { Int64($0) }
-        default: nil
-        }
+        guard operation == "claim" || operation == "renew", arguments.count > 5 else { return nil }
+        return Int64(arguments[5])
     }
 
     /// Whether the script answered `{'SEED'}`: Redis does not have the license's seats.

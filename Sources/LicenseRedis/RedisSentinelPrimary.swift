@@ -54,9 +54,6 @@ final class RedisSentinelPrimary: Sendable {
         }
     }
 
-    /// The address of the primary in use, if one is known (for logs and tests).
-    var currentAddress: String? { state.withLockedValue { $0.current?.address } }
-
     func close() {
         let pools = state.withLockedValue { state in
             state.closed = true

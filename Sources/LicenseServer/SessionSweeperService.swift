@@ -10,7 +10,7 @@ public struct SessionSweeperService: Service {
     let logger: Logger
     /// The pause between sweeps (15 s, with up to a fifth more at random so replicas drift
     /// apart). A row outlives its seat by at most this plus one sweep's duration.
-    public var interval: Duration = .seconds(15)
+    public var interval: Duration
 
     /// A sweeper over `service`'s repository and seat store.
     public init(service: LicenseService, logger: Logger, interval: Duration = .seconds(15)) {

@@ -252,15 +252,14 @@ struct ServeOptions: ParsableArguments {
             }
             settings.oidcIssuers.append(.firebase(projectID: project))
         }
-        let frameLimit = try common.resolve(maxFrameBytes, env: "LICENSED_MAX_FRAME_BYTES", file: "max_frame_bytes", default: "65536")!
-        guard let maxFrame = Int(frameLimit), (256...16 * 1024 * 1024).contains(maxFrame) else {
-            throw ValidationError("--max-frame-bytes (LICENSED_MAX_FRAME_BYTES, max_frame_bytes) must be a whole number from 256 to 16777216, not '\(frameLimit)'")
-        }
+        let maxFrame = try Self.wholeNumber(
+            common.resolve(maxFrameBytes, env: "LICENSED_MAX_FRAME_BYTES", file: "max_frame_bytes", default: "65536")!,
+            option: "--max-frame-bytes (LICENSED_MAX_FRAME_BYTES, max_frame_bytes)", in: 256...16 * 1024 * 1024)
 
-        settings.sweepInterval = .seconds(try Self.seconds(
-            common.resolve(sweepInterval, env: "LICENSED_SWEEP_INTERVAL", file: "sweep_interval", default: "15")!, option: "--sweep-interval (LICENSED_SWEEP_INTERVAL, sweep_interval)", in: 1...3600))
-        let drain = Duration.seconds(try Self.seconds(
-            common.resolve(drainTimeout, env: "LICENSED_DRAIN_TIMEOUT", file: "drain_timeout", default: "10")!, option: "--drain-timeout (LICENSED_DRAIN_TIMEOUT, drain_timeout)", in: 0...300))
+        settings.sweepInterval = .seconds(try Self.wholeNumber(
+            common.resolve(sweepInterval, env: "LICENSED_SWEEP_INTERVAL", file: "sweep_interval", default: "15")!, option: "--sweep-interval (LICENSED_SWEEP_INTERVAL, sweep_interval)", in: 1...3600, of: "seconds"))
+        let drain = Duration.seconds(try Self.wholeNumber(
+            common.resolve(drainTimeout, env: "LICENSED_DRAIN_TIMEOUT", file: "drain_timeout", default: "10")!, option: "--drain-timeout (LICENSED_DRAIN_TIMEOUT, drain_timeout)", in: 0...300, of: "seconds"))
 
         let settingsCopy = settings
         do {
@@ -272,10 +271,11 @@ struct ServeOptions: ParsableArguments {
         }
     }
 
-    /// A whole number of seconds within `range`, or a usage error naming the option.
-    static func seconds(_ text: String, option: String, in range: ClosedRange<Int>) throws -> Int {
+    /// A whole number (of `unit`, when given) within `range`, or a usage error naming the option.
+    static func wholeNumber(_ text: String, option: String, in range: ClosedRange<Int>, of unit: String? = nil) throws -> Int {
         guard let value = Int(text), range.contains(value) else {
-            throw ValidationError("\(option) must be a whole number of seconds from \(range.lowerBound) to \(range.upperBound), not '\(text)'")
+            let what = unit.map { "a whole number of \($0)" } ?? "a whole number"
+            throw ValidationError("\(option) must be \(what) from \(range.lowerBound) to \(range.upperBound), not '\(text)'")
         }
         return value
     }

@@ -7,6 +7,7 @@ import LicenseClient
 import LicensePostgres
 import LicenseRedis
 import LicenseWire
+import NIOConcurrencyHelpers
 import PostgresNIO
 import Testing
 
@@ -86,7 +87,7 @@ struct LedgerFaultTests {
             let attempts = Self.attempts(300, daemons: 2, tag: "freeze")
             let pid = try #require(redis.pid)
             // The storm starts; once its first seats are confirmed, Redis stops for 3 s (six command timeouts).
-            let frozenAt = NIOLockedBox<Int64>(0)
+            let frozenAt = NIOLockedValueBox<Int64>(0)
             @Sendable func confirmed() async -> Int64 {
                 let handles = (try? await redis.command("ZCARD", "coditect:lic:{\(Self.license)}:handles"))?.int64 ?? 0
                 let pending = (try? await redis.command("SCARD", "coditect:lic:{\(Self.license)}:pending"))?.int64 ?? 0
@@ -100,12 +101,12 @@ struct LedgerFaultTests {
                 guard case .array(let time) = try await redis.command("TIME"), let seconds = time[0].string.flatMap(Int64.init) else {
                     throw TestServerError("TIME answered oddly")
                 }
-                frozenAt.value = seconds * 1000
+                frozenAt.withLockedValue { $0 = seconds * 1000 }
                 kill(pid, SIGSTOP)
                 try await Task.sleep(for: .seconds(3))
                 kill(pid, SIGCONT)
             }
-            let frozenAtMs = frozenAt.value
+            let frozenAtMs = frozenAt.withLockedValue { $0 }
             let granted = answers.values.compactMap(\.session)
             let unavailable = answers.values.filter(\.isRetryable).count
             print("frozen Redis: \(granted.count) granted, \(answers.values.filter(\.isNoSeats).count) NO_SEATS, \(unavailable) unavailable or lost")
@@ -137,18 +138,18 @@ struct LedgerFaultTests {
         defer { redis.stop() }
         try await withDaemons(redisURL: redis.url, redis: { redis.configuration }, seats: 50) { fixture in
             let attempts = Self.attempts(300, daemons: 2, tag: "kill")
-            let killedAt = NIOLockedBox(ContinuousClock.now)
+            let killedAt = NIOLockedValueBox(ContinuousClock.now)
             let answers = try await AcquireStorm.run(attempts, daemons: fixture.daemons, keys: fixture.keys, license: Self.license) {
                 try await Task.sleep(for: .milliseconds(100))
                 await fixture.daemons[0].stop(signal: SIGKILL)
-                killedAt.value = .now
+                killedAt.withLockedValue { $0 = .now }
             }
             let lost = attempts.filter { answers[$0]!.isRetryable }
             print("killed daemon: \(answers.values.compactMap(\.session).count) granted, \(lost.count) unanswered or unavailable")
 
             // Claims the dead daemon made but never recorded free their seats within seconds.
             let (ledger, _) = try await fixture.ledger.converged(within: .seconds(Int64(Self.leaseTTL)))
-            let freedAfter = killedAt.value.duration(to: .now)
+            let freedAfter = killedAt.withLockedValue { $0 }.duration(to: .now)
             #expect(ledger.converged, "\(ledger.summary)")
             #expect(freedAfter < .seconds(15), "seats of unrecorded claims took \(freedAfter) to free")
             print("unrecorded claims freed \(freedAfter) after the kill")
@@ -169,8 +170,8 @@ struct LedgerFaultTests {
     @Test func aFailoverToAReplicaThatMissedTheLastAcquiresDoesNotOverAllocate() async throws {
         let group = try await RedisSentinelGroup.start()
         defer { group.stop() }
-        let current = NIOLockedBox(group.primary.configuration)
-        try await withDaemons(redisURL: group.url, redis: { current.value }, seats: 10) { fixture in
+        let current = NIOLockedValueBox(group.primary.configuration)
+        try await withDaemons(redisURL: group.url, redis: { current.withLockedValue { $0 } }, seats: 10) { fixture in
             // Six holders reach the replica.
             var holders: [(LicenseConnection, String)] = []
             for i in 0..<6 {
@@ -203,7 +204,7 @@ struct LedgerFaultTests {
                 let role = try? await group.replica.command("ROLE")
                 return named == group.replica.port && Self.isPrimary(role)
             }
-            current.value = group.replica.configuration
+            current.withLockedValue { $0 = group.replica.configuration }
 
             // Both daemons follow without a restart; the license is rebuilt before any grant.
             var refusals: [AcquireAnswer] = []
@@ -382,13 +383,3 @@ struct LedgerFaultTests {
     }
 }
 
-/// A value shared with a `@Sendable` closure and changed later.
-final class NIOLockedBox<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Value
-    init(_ value: Value) { stored = value }
-    var value: Value {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
-    }
-}
