@@ -135,6 +135,7 @@ let package = Package(
             name: "LicenseServer",
             dependencies: [
                 "LicenseCore", "LicenseWire", "LicenseTokens", "LicenseEmbedded", "LicenseRedis", "LicensePostgres", "LicenseIdentity",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -44,7 +44,8 @@ public struct LicenseCallError: Error, Hashable, Sendable, CustomStringConvertib
     public var isTransient: Bool {
         switch code {
         case .unavailable, .deadlineExceeded, .aborted: true
-        case .resourceExhausted: reason == "TOO_MANY_IN_FLIGHT"
+        // Limits that lift by themselves; `retry_after_ms` says when.
+        case .resourceExhausted: ["TOO_MANY_IN_FLIGHT", "SIGN_IN_THROTTLED", "TOO_MANY_CONNECTIONS"].contains(reason)
         default: false
         }
     }

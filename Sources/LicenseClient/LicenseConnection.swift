@@ -59,12 +59,15 @@ public final class LicenseConnection: Sendable {
     private let channel: any Channel
     private let nextID = Atomic<UInt64>(1)
     private let callTimeout: Duration
+    /// The largest frame body this connection accepts; `Hello` announces it to the server.
+    private let maxFrameBytes: Int
     /// Server notices (going away, session revoked). Finishes when the connection closes.
     public let notices: AsyncStream<Coditect_License_V1_Notice>
 
-    private init(channel: any Channel, callTimeout: Duration, notices: AsyncStream<Coditect_License_V1_Notice>) {
+    private init(channel: any Channel, callTimeout: Duration, maxFrameBytes: Int, notices: AsyncStream<Coditect_License_V1_Notice>) {
         self.channel = channel
         self.callTimeout = callTimeout
+        self.maxFrameBytes = maxFrameBytes
         self.notices = notices
     }
 
@@ -100,7 +103,7 @@ public final class LicenseConnection: Sendable {
                 try? await channel.close()
                 throw error
             }
-            return LicenseConnection(channel: channel, callTimeout: endpoint.callTimeout, notices: notices)
+            return LicenseConnection(channel: channel, callTimeout: endpoint.callTimeout, maxFrameBytes: maxFrame, notices: notices)
         } catch {
             handshake.fail(ChannelError.ioOnClosedChannel)
             continuation.finish()
@@ -150,6 +153,7 @@ public final class LicenseConnection: Sendable {
         hello.protocolVersion = WireProtocol.version
         hello.clientName = clientName
         hello.clientVersion = clientVersion
+        hello.maxFrameBytes = UInt32(clamping: maxFrameBytes)
         switch credential {
         case .apiKey(let key): hello.apiKey = key
         case .idToken(let token): hello.idToken = token

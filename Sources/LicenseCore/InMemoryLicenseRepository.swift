@@ -198,6 +198,15 @@ public final class InMemoryLicenseRepository: LicenseRepository {
         }
     }
 
+    public func sessions(_ filter: SessionFilter, after cursor: SessionCursor?, limit: Int) async throws -> [LeaseSession] {
+        state.withLock { state in
+            Array(state.sessions.values
+                .filter { filter.matches($0) && cursor?.precedes($0) != false }
+                .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+                .prefix(limit))
+        }
+    }
+
     public func licensesWithLiveSessions() async throws -> [LicenseID] {
         state.withLock { state in Set(state.sessions.values.filter { $0.endedAt == nil }.map(\.licenseID)).sorted() }
     }
@@ -205,7 +214,14 @@ public final class InMemoryLicenseRepository: LicenseRepository {
     public func appendAudit(_ event: AuditEvent) async throws { state.withLock { $0.audit.append(event) } }
 
     public func auditEvents(_ query: AuditQuery) async throws -> [AuditEvent] {
-        state.withLock { state in Array(state.audit.reversed().filter(query.matches).prefix(query.limit)) }
+        state.withLock { state in
+            let numbered = state.audit.enumerated().map { index, event in
+                var event = event
+                event.sequence = Int64(index + 1)
+                return event
+            }
+            return Array(numbered.reversed().filter(query.matches).prefix(query.limit))
+        }
     }
 
     public func signingKeys() async throws -> [StoredSigningKey] {

@@ -112,6 +112,12 @@ extension LicenseError {
         public static let idleTimeout = Reason(rawValue: "IDLE_TIMEOUT")
         public static let signInTimeout = Reason(rawValue: "SIGN_IN_TIMEOUT")
         public static let tooManyRefusedHellos = Reason(rawValue: "TOO_MANY_REFUSED_HELLOS")
+        /// Too many refused sign-ins from this address (or for this API key): wait `retry_after_ms`.
+        public static let signInThrottled = Reason(rawValue: "SIGN_IN_THROTTLED")
+        /// The server has as many connections as it allows, in total or from this address.
+        public static let tooManyConnections = Reason(rawValue: "TOO_MANY_CONNECTIONS")
+        /// The answer would not fit in a frame the client accepts (even one item of a page).
+        public static let answerTooLarge = Reason(rawValue: "ANSWER_TOO_LARGE")
         public static let tlsRequired = Reason(rawValue: "TLS_REQUIRED")
         public static let unknownCall = Reason(rawValue: "UNKNOWN_CALL")
         public static let duplicateRequestID = Reason(rawValue: "DUPLICATE_REQUEST_ID")

@@ -63,12 +63,16 @@ public protocol LicenseRepository: Sendable {
     func sessions(license: LicenseID, includeEnded: Bool) async throws -> [LeaseSession]
     /// The sessions of a user, newest first; only those not ended unless `includeEnded`.
     func sessions(user: UserID, includeEnded: Bool) async throws -> [LeaseSession]
+    /// A page of the sessions matching `filter`, newest first (creation time, then id, both
+    /// descending), strictly after `cursor`; at most `limit` of them.
+    func sessions(_ filter: SessionFilter, after cursor: SessionCursor?, limit: Int) async throws -> [LeaseSession]
     /// The licenses that have at least one session not ended, ordered by id (what the session
     /// sweeper walks).
     func licensesWithLiveSessions() async throws -> [LicenseID]
 
     func appendAudit(_ event: AuditEvent) async throws
-    /// The audit events matching the query, newest first.
+    /// The audit events matching the query, newest first (descending `sequence`, which the
+    /// events read carry).
     func auditEvents(_ query: AuditQuery) async throws -> [AuditEvent]
 
     /// Every stored lease-signing key, newest first.

@@ -1,44 +1,44 @@
 extension LicenseService {
-    /// The sessions of a license or of a user. Administrators and service accounts of the tenant
-    /// see every session; other users see only their own.
-    public func listSessions(license: String, user: String, includeEnded: Bool, by principal: Principal) async throws -> [LeaseSession] {
-        let repository = repository(for: principal)
-        let all: [LeaseSession]
-        let readsAll: Bool
+    /// A page of the sessions of a license or of a user, or (neither given) of every session
+    /// the caller may see, newest first. Administrators and service accounts of the tenant see
+    /// every session; other users see only their own. `pageToken` is a previous page's token
+    /// (`PageToken.sessions(after:)`), empty for the first page.
+    public func listSessions(
+        license: String, user: String, includeEnded: Bool, pageSize: Int = 0, pageToken: String = "", by principal: Principal
+    ) async throws -> PageSlice<LeaseSession> {
+        let size = try PageSlice<LeaseSession>.size(pageSize, field: "page_size")
+        let cursor = try PageToken.sessionCursor(pageToken)
+        var filter = SessionFilter(liveAt: includeEnded ? nil : clock.now())
         switch (license.isEmpty, user.isEmpty) {
         case (false, true):
             try Validation.id(license, field: "license_id")
             let found = try await visibleLicense(LicenseID(license), to: principal)
-            all = try await backend("the repository") { try await repository.sessions(license: found.id, includeEnded: includeEnded) }
-            readsAll = principal.reads(found.tenantID)
+            filter.licenseID = found.id
+            if !principal.reads(found.tenantID) { filter.userID = principal.userID }
         case (true, false):
             try Validation.id(user, field: "user_id")
             let found = try await visibleUser(UserID(user), to: principal)
-            all = try await backend("the repository") { try await repository.sessions(user: found.id, includeEnded: includeEnded) }
-            readsAll = found.tenantID.map(principal.reads) ?? principal.isOperator
+            filter.userID = found.id
+            // Someone who may not read the user's tenant sees only their own sessions.
+            guard found.tenantID.map(principal.reads) ?? principal.isOperator || found.id == principal.userID else {
+                return PageSlice(items: [], hasMore: false)
+            }
         case (true, true):
-            // Everything the caller may see: every license's sessions for operators, the tenant's
-            // for its administrators and service accounts, one's own for anyone else.
-            if principal.isOperator || principal.tenantID.map(principal.reads) == true {
-                let scope = principal.isOperator ? nil : principal.tenantID
-                let licenses = try await backend("the repository") { try await repository.licenses(tenant: scope) }
-                var sessions: [LeaseSession] = []
-                for license in licenses {
-                    sessions += try await backend("the repository") { try await repository.sessions(license: license.id, includeEnded: includeEnded) }
-                }
-                all = sessions
-                readsAll = true
+            // Everything the caller may see: every session for operators, the tenant's for its
+            // administrators and service accounts, one's own for anyone else.
+            if principal.isOperator {
+                break
+            } else if let tenant = principal.tenantID, principal.reads(tenant) {
+                filter.tenantID = tenant
             } else {
-                all = try await backend("the repository") { try await repository.sessions(user: principal.userID, includeEnded: includeEnded) }
-                readsAll = false
+                filter.userID = principal.userID
             }
         default:
             throw LicenseError.invalid("give at most one of license_id and user_id")
         }
-        let now = clock.now()
-        let visible = readsAll ? all : all.filter { $0.userID == principal.userID }
-        // A lapsed lease no longer holds a seat even before the repository row is closed.
-        return includeEnded ? visible : visible.filter { $0.isLive(at: now) }
+        let final = filter
+        let rows = try await backend("the repository") { try await repository(for: principal).sessions(final, after: cursor, limit: size + 1) }
+        return PageSlice(lookahead: rows, size: size)
     }
 
     /// The display names of users, for lists that show user ids (sessions). Users the principal
@@ -57,8 +57,11 @@ extension LicenseService {
 
     /// Audit events, newest first: every tenant's for operators, their own tenant's for
     /// tenant administrators.
-    public func queryAudit(_ query: AuditQuery, tenant: String, user: String, by principal: Principal) async throws -> [AuditEvent] {
+    /// `pageToken` is a previous page's token (`PageToken.audit(after:)`), empty for the first
+    /// page; `query.limit` is the page size.
+    public func queryAudit(_ query: AuditQuery, tenant: String, user: String, pageToken: String = "", by principal: Principal) async throws -> PageSlice<AuditEvent> {
         var query = query
+        query.before = try PageToken.auditSequence(pageToken)
         query.tenantID = try visibleTenantScope(tenant, to: principal)
         guard query.tenantID.map(principal.administers) ?? principal.isOperator else {
             throw LicenseError.forbidden("this call needs an operator or the tenant's administrator")
@@ -72,8 +75,10 @@ extension LicenseService {
         if let since = query.since, let until = query.until, until <= since {
             throw LicenseError.invalid("until must be later than since")
         }
-        let final = query
-        return try await backend("the repository") { try await repository(for: principal).auditEvents(final) }
+        var final = query
+        final.limit += 1
+        let rows = try await backend("the repository") { [final] in try await repository(for: principal).auditEvents(final) }
+        return PageSlice(lookahead: rows, size: query.limit)
     }
 
     /// Makes a new key sign lease tokens (platform operators only). The keys it replaces stay

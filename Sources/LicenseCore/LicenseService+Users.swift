@@ -37,13 +37,19 @@ extension LicenseService {
     }
 
     /// The users of a tenant (its administrators and operators), or every user (operators, `nil`).
-    public func listUsers(tenant: String?, by principal: Principal) async throws -> [User] {
+    public func listUsers(tenant: String?, pageSize: Int = 0, pageToken: String = "", by principal: Principal) async throws -> PageSlice<User> {
         let repository = repository(for: principal)
+        let size = try PageSlice<User>.size(pageSize, field: "page_size")
+        let cursor = try PageToken.userCursor(pageToken)
         let scope = try visibleTenantScope(tenant, to: principal)
         guard scope.map(principal.administers) ?? principal.isOperator else {
             throw LicenseError.forbidden("this call needs an operator or the tenant's administrator")
         }
-        return try await backend("the repository") { try await repository.users(tenant: scope) }
+        // Users are few per tenant next to sessions and audit rows: read them all, page by id.
+        let users = try await backend("the repository") { try await repository.users(tenant: scope) }
+            .filter { user in cursor.map { user.id > $0 } ?? true }
+            .sorted { $0.id < $1.id }
+        return PageSlice(lookahead: Array(users.prefix(size + 1)), size: size)
     }
 
     /// Disables a user (or enables it again). A disabled user can no longer sign in, and its

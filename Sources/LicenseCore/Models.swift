@@ -236,8 +236,17 @@ public struct AuditEvent: Hashable, Sendable {
     public var target: String
     /// `ok`, or the refusal's reason.
     public var outcome: String
+    /// How many events this row stands for: refused sign-ins from one address are recorded as
+    /// one row per interval (`at` is the first of them). 1 for everything else.
+    public var count: Int
+    /// The row's place in the log (ascending with each append), set when read from a
+    /// repository; `nil` for an event not yet appended. Audit pages resume before it.
+    public var sequence: Int64?
 
-    public init(id: String = IdentifierGenerator.make(prefix: "aud", byteCount: 12), at: Timestamp, tenantID: TenantID?, actor: UserID?, action: String, target: String, outcome: String = "ok") {
+    public init(
+        id: String = IdentifierGenerator.make(prefix: "aud", byteCount: 12), at: Timestamp, tenantID: TenantID?, actor: UserID?, action: String, target: String,
+        outcome: String = "ok", count: Int = 1, sequence: Int64? = nil
+    ) {
         self.id = id
         self.at = at
         self.tenantID = tenantID
@@ -245,6 +254,8 @@ public struct AuditEvent: Hashable, Sendable {
         self.action = action
         self.target = target
         self.outcome = outcome
+        self.count = count
+        self.sequence = sequence
     }
 }
 
@@ -262,14 +273,17 @@ public struct AuditQuery: Hashable, Sendable {
     public var until: Timestamp?
     /// At most this many, newest first.
     public var limit: Int
+    /// Only events earlier in the log than this sequence (the next page after an event with it).
+    public var before: Int64?
 
-    public init(tenantID: TenantID? = nil, actor: UserID? = nil, action: String? = nil, since: Timestamp? = nil, until: Timestamp? = nil, limit: Int = 100) {
+    public init(tenantID: TenantID? = nil, actor: UserID? = nil, action: String? = nil, since: Timestamp? = nil, until: Timestamp? = nil, limit: Int = 100, before: Int64? = nil) {
         self.tenantID = tenantID
         self.actor = actor
         self.action = action
         self.since = since
         self.until = until
         self.limit = limit
+        self.before = before
     }
 
     /// Whether `event` passes the filter (for repositories that filter in memory).
@@ -281,6 +295,7 @@ public struct AuditQuery: Hashable, Sendable {
         }
         if let since, event.at < since { return false }
         if let until, event.at >= until { return false }
+        if let before, let sequence = event.sequence, sequence >= before { return false }
         return true
     }
 }

@@ -127,6 +127,12 @@ public final class SQLiteLicenseRepository: LicenseRepository {
               created_at_ms INTEGER NOT NULL, retired_at_ms INTEGER, publish_until_ms INTEGER)
             """,
         ]),
+        (3, [
+            // Refused sign-ins are recorded as one row per address and interval, with their count.
+            "ALTER TABLE audit_log ADD COLUMN count INTEGER NOT NULL DEFAULT 1",
+            // Session pages across licenses (a tenant's or every session), newest first.
+            "CREATE INDEX sessions_by_tenant ON sessions(tenant_id, created_at_ms, id)",
+        ]),
     ]
 
     /// The highest schema version applied.
@@ -419,6 +425,21 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         ).map(Self.session)
     }
 
+    public func sessions(_ filter: SessionFilter, after cursor: SessionCursor?, limit: Int) async throws -> [LeaseSession] {
+        var conditions: [String] = []
+        var binds: [SQLiteData] = []
+        if let tenant = filter.tenantID { conditions.append("tenant_id = ?"); binds.append(.text(tenant.rawValue)) }
+        if let license = filter.licenseID { conditions.append("license_id = ?"); binds.append(.text(license.rawValue)) }
+        if let user = filter.userID { conditions.append("user_id = ?"); binds.append(.text(user.rawValue)) }
+        if let now = filter.liveAt { conditions.append("ended_at_ms IS NULL AND lease_expires_at_ms > ?"); binds.append(.ms(now)) }
+        if let cursor {
+            conditions.append("(created_at_ms < ? OR (created_at_ms = ? AND id < ?))")
+            binds += [.ms(cursor.createdAt), .ms(cursor.createdAt), .text(cursor.id.rawValue)]
+        }
+        let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        return try await read("SELECT * FROM sessions\(filter) ORDER BY created_at_ms DESC, id DESC LIMIT ?", binds + [.integer(limit)]).map(Self.session)
+    }
+
     public func licensesWithLiveSessions() async throws -> [LicenseID] {
         try await read("SELECT DISTINCT license_id FROM sessions WHERE ended_at_ms IS NULL ORDER BY license_id", []).map { row in
             LicenseID(row.string("license_id"))
@@ -447,6 +468,7 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         }
         if let since = query.since { conditions.append("at_ms >= ?"); binds.append(.ms(since)) }
         if let until = query.until { conditions.append("at_ms < ?"); binds.append(.ms(until)) }
+        if let before = query.before { conditions.append("seq < ?"); binds.append(.integer(Int(before))) }
         let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
         return try await read("SELECT * FROM audit_log\(filter) ORDER BY seq DESC LIMIT ?", binds + [.integer(query.limit)]).map(Self.audit)
     }
@@ -475,9 +497,10 @@ public final class SQLiteLicenseRepository: LicenseRepository {
     }
 
     private static func insertAudit(_ event: AuditEvent, _ db: SQLiteConnection) async throws {
-        _ = try await db.query("INSERT INTO audit_log (id, at_ms, tenant_id, actor, action, target, outcome) VALUES (?,?,?,?,?,?,?)", [
+        _ = try await db.query("INSERT INTO audit_log (id, at_ms, tenant_id, actor, action, target, outcome, count) VALUES (?,?,?,?,?,?,?,?)", [
             .text(event.id), .ms(event.at), event.tenantID.map { .text($0.rawValue) } ?? .null,
             event.actor.map { .text($0.rawValue) } ?? .null, .text(event.action), .text(event.target), .text(event.outcome),
+            .integer(event.count),
         ])
     }
 
@@ -551,7 +574,7 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         AuditEvent(
             id: row.string("id"), at: row.ms("at_ms"), tenantID: row.column("tenant_id")?.string.map(TenantID.init),
             actor: row.column("actor")?.string.map(UserID.init), action: row.string("action"), target: row.string("target"),
-            outcome: row.string("outcome")
+            outcome: row.string("outcome"), count: row.column("count")?.integer ?? 1, sequence: row.column("seq")?.integer.map(Int64.init)
         )
     }
 }

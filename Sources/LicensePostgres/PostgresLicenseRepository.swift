@@ -547,6 +547,22 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         }
     }
 
+    public func sessions(_ filter: SessionFilter, after cursor: SessionCursor?, limit: Int) async throws -> [LeaseSession] {
+        let live = filter.liveAt?.millisecondsSinceEpoch
+        let cursorAt = cursor?.createdAt.millisecondsSinceEpoch
+        return try await read { connection in
+            try await connection.query("""
+                SELECT \(unescaped: Self.sessionColumns) FROM sessions
+                WHERE (\(filter.tenantID?.rawValue)::text IS NULL OR tenant_id = \(filter.tenantID?.rawValue))
+                  AND (\(filter.licenseID?.rawValue)::text IS NULL OR license_id = \(filter.licenseID?.rawValue))
+                  AND (\(filter.userID?.rawValue)::text IS NULL OR user_id = \(filter.userID?.rawValue))
+                  AND (\(live)::bigint IS NULL OR (ended_at_ms IS NULL AND lease_expires_at_ms > \(live)))
+                  AND (\(cursorAt)::bigint IS NULL OR (created_at_ms, id) < (\(cursorAt), \(cursor?.id.rawValue)::text))
+                ORDER BY created_at_ms DESC, id DESC LIMIT \(Int64(limit))
+                """, logger: self.core.logger).collect().map(Self.session)
+        }
+    }
+
     public func licensesWithLiveSessions() async throws -> [LicenseID] {
         try await read { connection in
             try await connection.query(
@@ -583,6 +599,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
                   AND (\(prefix)::text IS NULL OR starts_with(action, \(prefix)))
                   AND (\(query.since?.millisecondsSinceEpoch)::bigint IS NULL OR at_ms >= \(query.since?.millisecondsSinceEpoch))
                   AND (\(query.until?.millisecondsSinceEpoch)::bigint IS NULL OR at_ms < \(query.until?.millisecondsSinceEpoch))
+                  AND (\(query.before)::bigint IS NULL OR seq < \(query.before))
                 ORDER BY seq DESC LIMIT \(Int64(query.limit))
                 """, logger: self.core.logger).collect().map(Self.audit)
         }
@@ -621,9 +638,9 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
 
     private static func insertAudit(_ event: AuditEvent, _ connection: BatchConnection, _ logger: Logger) async throws {
         try await connection.execute("""
-            INSERT INTO audit_log (id, at_ms, tenant_id, actor, action, target, outcome)
+            INSERT INTO audit_log (id, at_ms, tenant_id, actor, action, target, outcome, count)
             VALUES (\(event.id), \(event.at.millisecondsSinceEpoch), \(event.tenantID?.rawValue), \(event.actor?.rawValue),
-              \(event.action), \(event.target), \(event.outcome))
+              \(event.action), \(event.target), \(event.outcome), \(Int32(clamping: event.count)))
             """, logger: logger)
     }
 
@@ -712,7 +729,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         id, tenant_id, license_id, user_id, hardware_id, idempotency_key, client_info::text, created_at_ms, \
         lease_expires_at_ms, ended_at_ms, end_reason
         """
-    static let auditColumns = "id, at_ms, tenant_id, actor, action, target, outcome"
+    static let auditColumns = "id, at_ms, tenant_id, actor, action, target, outcome, count, seq"
 
     private static func tenant(_ row: PostgresRow) throws -> Tenant {
         let (id, name, status, created, provisioning, domains, identityTenant) = try row.decode((String, String, String, Int64, String, [String], String?).self)
@@ -764,8 +781,8 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
     }
 
     private static func audit(_ row: PostgresRow) throws -> AuditEvent {
-        let (id, at, tenant, actor, action, target, outcome) = try row.decode((String, Int64, String?, String?, String, String, String).self)
+        let (id, at, tenant, actor, action, target, outcome, count, sequence) = try row.decode((String, Int64, String?, String?, String, String, String, Int32, Int64).self)
         return AuditEvent(id: id, at: Timestamp(millisecondsSinceEpoch: at), tenantID: tenant.map(TenantID.init),
-                          actor: actor.map(UserID.init), action: action, target: target, outcome: outcome)
+                          actor: actor.map(UserID.init), action: action, target: target, outcome: outcome, count: Int(count), sequence: sequence)
     }
 }

@@ -118,5 +118,11 @@ enum PostgresMigrations {
             "ALTER TABLE signing_keys FORCE ROW LEVEL SECURITY",
             "CREATE POLICY system_only ON signing_keys USING (coditect_visible(NULL)) WITH CHECK (coditect_visible(NULL))",
         ]),
+        (3, [
+            // Refused sign-ins are recorded as one row per address and interval, with their count.
+            "ALTER TABLE audit_log ADD COLUMN count integer NOT NULL DEFAULT 1",
+            // Session pages across licenses (a tenant's or every session), newest first.
+            "CREATE INDEX sessions_by_tenant ON sessions(tenant_id, created_at_ms DESC, id DESC)",
+        ]),
     ]
 }

@@ -40,13 +40,19 @@ public struct ConnectionStateMachine: Sendable {
     public private(set) var refusedHellos = 0
     /// How many refused `Hello`s end the connection.
     public let maxRefusedHellos: Int
+    /// The largest answer frame body the client accepts: what its last accepted `Hello`
+    /// announced (bounded by the server's limit), or the protocol default before one.
+    public private(set) var answerLimit: Int
     private var signedIn = false
     private var inputEnded = false
 
-    /// - Parameter maxRefusedHellos: refused `Hello`s after which the connection is closed
-    ///   (the last refusal is still answered). Default 3.
-    public init(maxRefusedHellos: Int = 3) {
+    /// - Parameters:
+    ///   - maxRefusedHellos: refused `Hello`s after which the connection is closed (the last
+    ///     refusal is still answered). Default 3.
+    ///   - answerLimit: the answer limit until a `Hello` announces one.
+    public init(maxRefusedHellos: Int = 3, answerLimit: Int = 65_536) {
         self.maxRefusedHellos = max(1, maxRefusedHellos)
+        self.answerLimit = answerLimit
     }
 
     /// A request frame arrived. Every request counts as in flight until `answerWritten()`.
@@ -78,11 +84,13 @@ public struct ConnectionStateMachine: Sendable {
         }
     }
 
-    /// The `Hello` credential was accepted.
-    public mutating func helloSucceeded(_ principal: Principal) {
+    /// The `Hello` credential was accepted; its client accepts answers of up to `answerLimit`
+    /// bytes (`nil`: unchanged).
+    public mutating func helloSucceeded(_ principal: Principal, answerLimit: Int? = nil) {
         if case .authenticating = state {
             state = .ready(principal)
             signedIn = true
+            if let answerLimit { self.answerLimit = answerLimit }
         }
     }
 

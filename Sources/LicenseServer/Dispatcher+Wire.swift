@@ -119,6 +119,7 @@ extension Coditect_License_V1_AuditEvent {
         action = event.action
         target = event.target
         outcome = event.outcome
+        count = UInt32(clamping: event.count)
     }
 }
 

@@ -16,18 +16,30 @@ public struct Dispatcher: Sendable {
     let identity: (any IDTokenVerifying)?
     let maxFrameBytes: Int
     let logger: Logger
+    /// Refused sign-ins per client address, and their audit rows.
+    let throttle: SignInThrottle
+    let refusalLog: SignInRefusalLog
 
     /// `identity` verifies ID tokens in `Hello`; without it only API keys are accepted.
-    public init(service: LicenseService, maxFrameBytes: Int, identity: (any IDTokenVerifying)? = nil, logger: Logger = Logger(label: "coditect.license.dispatcher")) {
+    /// `throttle` and `refusalLog` are shared by every connection (see `SignInThrottleState`
+    /// and `SignInRefusalLogState`).
+    public init(
+        service: LicenseService, maxFrameBytes: Int, identity: (any IDTokenVerifying)? = nil,
+        throttle: SignInThrottle = SignInThrottle(), refusalLog: SignInRefusalLog = SignInRefusalLog(),
+        logger: Logger = Logger(label: "coditect.license.dispatcher")
+    ) {
         self.service = service
         self.authenticator = Authenticator(repository: service.repository, clock: service.clock)
         self.identity = identity
         self.maxFrameBytes = maxFrameBytes
+        self.throttle = throttle
+        self.refusalLog = refusalLog
         self.logger = logger
     }
 
-    /// Checks a `Hello`; returns the answer and, on success, the principal. `peer` (the client's
-    /// address) goes into the audit log when the credential is refused. `clientCertificateName`
+    /// Checks a `Hello`; returns the answer and, on success, the principal. `peer` is the
+    /// client's address: refusals from it are throttled (`SignInThrottleState`) and recorded
+    /// per address and interval (`SignInRefusalLogState`). `clientCertificateName`
     /// is the common name of a client certificate verified against the operator client CA; a
     /// `Hello` without a credential signs in as the operator it names.
     public func hello(id: UInt64, _ hello: Coditect_License_V1_Hello, peer: String = "unknown", clientCertificateName: String? = nil) async -> (ServerFrame, Principal?) {
@@ -35,9 +47,16 @@ public struct Dispatcher: Sendable {
         let start = ContinuousClock.now
         defer { timer.recordNanoseconds(TimeAmount(ContinuousClock.now - start).nanoseconds) }
         var kind = "none"
+        if let throttled = throttle.admit(peer, now: service.clock.now()) {
+            await recordRefusal(throttled, kind: Self.credentialKind(hello), peer: peer)
+            return (failure(id: id, call: "hello", throttled), nil)
+        }
         do {
             guard hello.protocolVersion == WireProtocol.version else {
                 throw LicenseError(.failedPrecondition, .protocolVersion, "this server speaks protocol version \(WireProtocol.version); the client sent \(hello.protocolVersion)")
+            }
+            guard hello.maxFrameBytes == 0 || hello.maxFrameBytes >= Self.minimumAnswerLimit else {
+                throw LicenseError(.invalidArgument, .invalidRequest, "max_frame_bytes must be 0 (the default) or at least \(Self.minimumAnswerLimit)")
             }
             let principal: Principal
             switch hello.credential {
@@ -69,8 +88,12 @@ public struct Dispatcher: Sendable {
             frame.hello = result
             return (frame, principal)
         } catch {
-            let licenseError = Self.licenseError(error, call: "hello", logger: logger)
-            await auditRefusal(licenseError, tenant: nil, actor: nil, action: "hello", target: "\(kind) from \(peer)")
+            var licenseError = Self.licenseError(error, call: "hello", logger: logger)
+            if licenseError.code == .unauthenticated, let wait = throttle.refused(peer, now: service.clock.now()) {
+                // The next Hello from this address must wait: say so now.
+                licenseError.retryAfter = wait
+            }
+            await recordRefusal(licenseError, kind: kind, peer: peer)
             return (failure(id: id, call: "hello", licenseError), nil)
         }
     }
@@ -90,13 +113,14 @@ public struct Dispatcher: Sendable {
         }
     }
 
-    /// Runs one authenticated call.
-    public func handle(_ request: ClientFrame, as principal: Principal) async -> ServerFrame {
+    /// Runs one authenticated call. `answerLimit` is the largest frame body the connection's
+    /// client accepts (`answerLimit(announced:)`); list answers are paged to fit it.
+    public func handle(_ request: ClientFrame, as principal: Principal, answerLimit: Int? = nil) async -> ServerFrame {
         let call = Self.name(of: request.call)
         let start = ContinuousClock.now
         defer { Self.timers[call]?.recordNanoseconds(TimeAmount(ContinuousClock.now - start).nanoseconds) }
         do {
-            let frame = try await perform(request, as: principal)
+            let frame = try await perform(request, as: principal, answerLimit: answerLimit ?? maxFrameBytes)
             if Self.adminReads.contains(call) {
                 await audit(AuditEvent(at: service.clock.now(), tenantID: principal.tenantID, actor: principal.userID, action: "read." + call, target: Self.target(of: request.call)))
             }
@@ -108,7 +132,7 @@ public struct Dispatcher: Sendable {
         }
     }
 
-    private func perform(_ request: ClientFrame, as principal: Principal) async throws -> ServerFrame {
+    private func perform(_ request: ClientFrame, as principal: Principal, answerLimit: Int) async throws -> ServerFrame {
         var frame = ServerFrame.ok(id: request.id)
         switch request.call {
         case .acquire(let acquire):
@@ -184,8 +208,9 @@ public struct Dispatcher: Sendable {
             result.email = created.user.email ?? ""
             frame.user = result
         case .listUsers(let request):
+            let slice = try await service.listUsers(tenant: request.tenantID, pageSize: Int(request.pageSize), pageToken: request.pageToken, by: principal)
             var list = Coditect_License_V1_UserList()
-            list.users = try await service.listUsers(tenant: request.tenantID, by: principal).map(Coditect_License_V1_User.init)
+            (list.users, list.nextPageToken) = try Self.page(slice, as: Coditect_License_V1_User.init, within: answerLimit, token: PageToken.users(after:))
             frame.users = list
         case .setUserDisabled(let request):
             let (user, revoked) = try await service.setUserDisabled(request.userID, disabled: request.disabled, by: principal)
@@ -206,23 +231,26 @@ public struct Dispatcher: Sendable {
             frame.apiKey = .init(try await service.revokeAPIKey(request.keyID, by: principal))
 
         case .listSessions(let request):
+            let slice = try await service.listSessions(
+                license: request.licenseID, user: request.userID, includeEnded: request.includeEnded,
+                pageSize: Int(request.pageSize), pageToken: request.pageToken, by: principal
+            )
+            let names = try await service.userNames(Set(slice.items.map(\.userID)), by: principal)
             var list = Coditect_License_V1_SessionList()
-            let sessions = try await service.listSessions(license: request.licenseID, user: request.userID, includeEnded: request.includeEnded, by: principal)
-            let names = try await service.userNames(Set(sessions.map(\.userID)), by: principal)
-            list.sessions = sessions.map { session in
+            (list.sessions, list.nextPageToken) = try Self.page(slice, as: { session in
                 var info = Coditect_License_V1_SessionInfo(session)
                 info.userName = names[session.userID] ?? ""
                 return info
-            }
+            }, within: answerLimit, token: PageToken.sessions(after:))
             frame.sessions = list
         case .revokeSession(let request):
             _ = try await service.revoke(session: request.sessionID, by: principal)
             frame.revokeSession = Coditect_License_V1_RevokeSessionResult()
 
         case .queryAudit(let request):
+            let slice = try await service.queryAudit(.init(request), tenant: request.tenantID, user: request.userID, pageToken: request.pageToken, by: principal)
             var list = Coditect_License_V1_AuditEventList()
-            list.events = try await service.queryAudit(.init(request), tenant: request.tenantID, user: request.userID, by: principal)
-                .map(Coditect_License_V1_AuditEvent.init)
+            (list.events, list.nextPageToken) = try Self.page(slice, as: Coditect_License_V1_AuditEvent.init, within: answerLimit, token: PageToken.audit(after:))
             frame.auditEvents = list
         case .rotateSigningKey(let request):
             frame.signingKeyRotation = .init(try await service.rotateSigningKey(algorithm: request.algorithm, by: principal))
@@ -240,6 +268,28 @@ public struct Dispatcher: Sendable {
     private func auditRefusal(_ error: LicenseError, tenant: TenantID?, actor: UserID?, action: String, target: String) async {
         guard error.reason != .backendUnavailable else { return }
         await audit(AuditEvent(at: service.clock.now(), tenantID: tenant, actor: actor, action: action, target: target, outcome: error.reason.rawValue))
+    }
+
+    /// Records a refused `Hello` through the per-address refusal log.
+    private func recordRefusal(_ error: LicenseError, kind: String, peer: String) async {
+        guard error.reason != .backendUnavailable else { return }
+        for event in refusalLog.refused(address: peer, outcome: error.reason.rawValue, target: "\(kind) from \(peer)", now: service.clock.now()) {
+            await audit(event)
+        }
+    }
+
+    /// Records the refused-sign-in counts whose interval has ended (every one with `all`, at
+    /// shutdown). The server calls it once per interval.
+    public func flushRefusalLog(all: Bool = false) async {
+        for event in refusalLog.due(now: service.clock.now(), all: all) { await audit(event) }
+    }
+
+    private static func credentialKind(_ hello: Coditect_License_V1_Hello) -> String {
+        switch hello.credential {
+        case .apiKey: "api_key"
+        case .idToken: "id_token"
+        case nil: "none"
+        }
     }
 
     /// Appends an audit event; a failure is logged, never turned into the call's answer.

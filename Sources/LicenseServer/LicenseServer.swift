@@ -21,6 +21,7 @@ public final class LicenseServer: Service {
     private let logger: Logger
     private let onListening: @Sendable (SocketAddress) -> Void
     private let connections = Meter(label: "licensed_connections")
+    private let refusedConnections = Counter(label: "licensed_connections_refused_total")
     private let sessionNotices = SessionNotices()
 
     /// Creates the server. `onListening` is called with the bound address once listening
@@ -39,15 +40,19 @@ public final class LicenseServer: Service {
     public func run() async throws {
         let sslContext = try NIOSSLContext(configuration: configuration.effectiveTLS)
         let config = configuration
+        let gate = ConnectionGate(ConnectionLimits(total: connectionCap(), perAddress: config.maxConnectionsPerAddress))
+        let socket = try ListeningSocket.open(host: config.host, port: config.port, backlog: 1024)
+        let logger = self.logger
         let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DescriptorReserve(listener: socket, logger: logger)) }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             // One read of at most 16 KiB per wake-up: a connection's frames are decoded one
             // read at a time, so what waits for the connection's reader stays small when it stops.
             .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 16_384))
-            .bind(host: config.host, port: config.port) { channel in
+            .bind(socket) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(TLSSniffer())
@@ -63,23 +68,83 @@ public final class LicenseServer: Service {
             logger.info("listening", metadata: ["address": "\(address)"])
             onListening(address)
         }
-        try await withGracefulShutdownHandler {
-            try await listener.executeThenClose { inbound in
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await connection in inbound {
-                        group.addTask { await self.serve(connection) }
-                    }
+        let dispatcher = self.dispatcher
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            // Refused sign-ins counted per address are recorded when their interval ends.
+            tasks.addTask {
+                let interval = dispatcher.refusalLog.interval
+                while (try? await Task.sleep(for: interval)) != nil {
+                    await dispatcher.flushRefusalLog()
                 }
             }
-        } onGracefulShutdown: {
-            listener.channel.close(promise: nil)
+            try await withGracefulShutdownHandler {
+                try await listener.executeThenClose { inbound in
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await connection in inbound {
+                            group.addTask { await self.admit(connection, gate: gate) }
+                        }
+                    }
+                }
+            } onGracefulShutdown: {
+                listener.channel.close(promise: nil)
+            }
+            tasks.cancelAll()
         }
+        await dispatcher.flushRefusalLog(all: true)
         logger.info("listener closed; all connections drained")
+    }
+
+    /// The total connection cap: the configured one, or the default that fits the open-file limit.
+    private func connectionCap() -> Int {
+        let descriptors = ConnectionLimits.descriptorLimit()
+        guard let configured = configuration.maxConnections else {
+            let cap = ConnectionLimits.fitting(descriptors: descriptors ?? .max)
+            logger.info("connection cap", metadata: ["max_connections": "\(cap)", "open_file_limit": "\(descriptors.map(String.init) ?? "unlimited")"])
+            return cap
+        }
+        if let descriptors, configured > ConnectionLimits.fitting(descriptors: descriptors, preferred: .max) {
+            logger.warning(
+                "--max-connections is more than the open-file limit leaves room for; raise `ulimit -n`",
+                metadata: ["max_connections": "\(configured)", "open_file_limit": "\(descriptors)"]
+            )
+        }
+        return configured
     }
 
     // MARK: - One connection
 
-    private func serve(_ connection: NIOAsyncChannel<InboundEvent, ByteBuffer>) async {
+    /// Serves `connection` if the caps allow; otherwise answers `TOO_MANY_CONNECTIONS` (or,
+    /// when many are being refused already, just closes it).
+    private func admit(_ connection: NIOAsyncChannel<InboundEvent, ByteBuffer>, gate: ConnectionGate) async {
+        let peer = connection.channel.remoteAddress?.ipAddress ?? "unknown"
+        switch gate.arrived(from: peer) {
+        case .admitted:
+            defer { gate.release(peer) }
+            await serve(connection, peer: peer)
+        case .refuse(let error):
+            defer { gate.refusalEnded() }
+            refusedConnections.increment()
+            await refuse(connection, error)
+        case .close:
+            refusedConnections.increment()
+            try? await connection.executeThenClose { _, _ in }
+        }
+    }
+
+    /// Answers `error` as the connection's only frame, then closes it; the TLS handshake and the
+    /// write get 2 s, after which the connection closes regardless.
+    private func refuse(_ connection: NIOAsyncChannel<InboundEvent, ByteBuffer>, _ error: LicenseError) async {
+        let channel = connection.channel
+        let deadline = channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+        defer { deadline.cancel() }
+        try? await connection.executeThenClose { _, _ in
+            guard let bytes = try? FrameEncoder.frame(ServerFrame.failure(id: 0, error), allocator: channel.allocator) else { return }
+            // Completes once the frame is encrypted and written, after the handshake.
+            try await channel.writeAndFlush(bytes)
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<InboundEvent, ByteBuffer>, peer: String) async {
         connections.increment()
         let connectionID = sessionNotices.connectionID()
         defer {
@@ -87,7 +152,7 @@ public final class LicenseServer: Service {
             sessionNotices.closed(connectionID)
         }
         let channel = connection.channel
-        let machine = LockedStateMachine(maxRefusedHellos: configuration.maxRefusedHellos)
+        let machine = LockedStateMachine(maxRefusedHellos: configuration.maxRefusedHellos, answerLimit: dispatcher.answerLimit(announced: 0))
         let limiter = InFlightLimiter(slots: configuration.maxInFlightPerConnection)
         let (answers, answer) = AsyncStream.makeStream(of: ServerFrame.self)
         let dispatcher = self.dispatcher
@@ -95,7 +160,6 @@ public final class LicenseServer: Service {
         let reconnectAfter = configuration.reconnectAfter
         let writeStallTimeout = TimeAmount(configuration.writeStallTimeout)
         let signInTimeout = configuration.signInTimeout
-        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
         let recheck = CredentialRecheck(interval: configuration.credentialRecheckInterval)
 
         do {
@@ -109,7 +173,7 @@ public final class LicenseServer: Service {
                     // connection. Notices hold no slot.
                     group.addTask {
                         for await frame in answers {
-                            if let bytes = try? FrameEncoder.frame(frame, allocator: channel.allocator) {
+                            if let bytes = Self.encode(frame, within: machine.withLock(\.answerLimit), allocator: channel.allocator) {
                                 // Only a peer that stopped reading makes a write wait; arm the timer then.
                                 let stall = channel.isWritable ? nil : channel.eventLoop.scheduleTask(in: writeStallTimeout) { channel.close(promise: nil) }
                                 try? await outbound.write(bytes)
@@ -194,7 +258,7 @@ public final class LicenseServer: Service {
             let (frame, principal) = await dispatcher.hello(id: request.id, request.hello, peer: peer, clientCertificateName: certificateName)
             let close: ConnectionStateMachine.CloseAction = machine.withLock { state in
                 if let principal {
-                    state.helloSucceeded(principal)
+                    state.helloSucceeded(principal, answerLimit: dispatcher.answerLimit(announced: request.hello.maxFrameBytes))
                     return .none
                 }
                 return state.helloFailed()
@@ -215,7 +279,7 @@ public final class LicenseServer: Service {
                     answer.yield(.failure(id: request.id, refusal))
                     return
                 }
-                let frame = await dispatcher.handle(request, as: principal)
+                let frame = await dispatcher.handle(request, as: principal, answerLimit: machine.withLock(\.answerLimit))
                 notices.answered(request, with: frame, on: connectionID, notices: answer)
                 answer.yield(frame)
             }
@@ -223,12 +287,23 @@ public final class LicenseServer: Service {
     }
 }
 
+extension LicenseServer {
+    /// The frame for `frame`; an answer larger than `limit` (what the client accepts) is
+    /// replaced by an `ANSWER_TOO_LARGE` refusal with its id, never sent oversized.
+    static func encode(_ frame: ServerFrame, within limit: Int, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        guard let bytes = try? FrameEncoder.frame(frame, allocator: allocator) else { return nil }
+        guard bytes.readableBytes - 4 > limit else { return bytes }
+        let refusal = LicenseError(.resourceExhausted, .answerTooLarge, "the answer does not fit in a frame of \(limit) bytes; ask for less (a page) or announce a larger max_frame_bytes in Hello")
+        return try? FrameEncoder.frame(ServerFrame.failure(id: frame.id, refusal), allocator: allocator)
+    }
+}
+
 /// A connection's state machine behind a lock, shared by its reader, writer and call tasks.
 final class LockedStateMachine: Sendable {
     private let machine: Mutex<ConnectionStateMachine>
 
-    init(maxRefusedHellos: Int = 3) {
-        machine = Mutex(ConnectionStateMachine(maxRefusedHellos: maxRefusedHellos))
+    init(maxRefusedHellos: Int = 3, answerLimit: Int = 65_536) {
+        machine = Mutex(ConnectionStateMachine(maxRefusedHellos: maxRefusedHellos, answerLimit: answerLimit))
     }
 
     func withLock<T>(_ body: (inout ConnectionStateMachine) -> T) -> T {

@@ -43,6 +43,14 @@ public struct ServerConfiguration: Sendable {
     /// suspended tenant, expired ID token), at its next call after this much server time.
     public var credentialRecheckInterval: Duration = .seconds(60)
 
+    /// Open connections at most, in total; one more is answered `RESOURCE_EXHAUSTED`/
+    /// `TOO_MANY_CONNECTIONS` and closed. `nil` (the default): 10,000, or fewer when the open-file
+    /// limit (`ulimit -n`) leaves less room (`ConnectionLimits.fitting`).
+    public var maxConnections: Int?
+    /// Open connections at most from one client address (an IPv6 /64). Default 1,000: many
+    /// users behind one NAT share an address.
+    public var maxConnectionsPerAddress: Int = 1_000
+
     public init(tls: TLSConfiguration) {
         self.tls = tls
     }

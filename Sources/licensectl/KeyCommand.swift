@@ -116,7 +116,7 @@ struct AuditCommand: AsyncParsableCommand {
     @Option(help: "Only this action (license.update), or actions under a prefix ending in '.' (session.).") var action: String = ""
     @Option(help: "From this time on: a date, a date-time, or an age (24h, 7d).") var since: String?
     @Option(help: "Before this time.") var until: String?
-    @Option(parsing: .unconditional, help: "At most this many events (default 100, at most 1000).", transform: CountArgument.parser("--limit")) var limit: UInt32 = 100
+    @Option(parsing: .unconditional, help: "At most this many events (default 100; 0: every matching event). Pages are followed.", transform: CountArgument.parser("--limit")) var limit: UInt32 = 100
 
     func run() async throws {
         var request = Coditect_License_V1_QueryAuditRequest()
@@ -125,11 +125,18 @@ struct AuditCommand: AsyncParsableCommand {
         request.action = action
         if let since { request.sinceMs = try TimeArgument.milliseconds(since, option: "--since") }
         if let until { request.untilMs = try TimeArgument.milliseconds(until, option: "--until") }
-        request.limit = limit
+        let limit = limit == 0 ? nil : Int(limit)
         try await connection.run { client in
-            let list = try await client.call(.queryAudit(request)).auditEvents
+            var list = Coditect_License_V1_AuditEventList()
+            list.events = try await Pages.collect(limit: limit) { token, size in
+                var page = request
+                page.pageToken = token
+                page.limit = size
+                let answer = try await client.call(.queryAudit(page)).auditEvents
+                return (answer.events, answer.nextPageToken)
+            }
             try connection.print(list, columns: ["time", "tenant", "actor", "action", "target", "outcome"],
-                                 rows: list.events.map { [Table.time($0.atMs), Table.orDash($0.tenantID), Table.orDash($0.actor), $0.action, Table.orDash($0.target), $0.outcome] })
+                                 rows: list.events.map { [Table.time($0.atMs), Table.orDash($0.tenantID), Table.orDash($0.actor), $0.action, Table.orDash($0.target), $0.count > 1 ? "\($0.outcome) ×\($0.count)" : $0.outcome] })
         }
     }
 }

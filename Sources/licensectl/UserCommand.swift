@@ -58,9 +58,15 @@ struct UserCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await connection.run { client in
-                var request = Coditect_License_V1_ListUsersRequest()
-                request.tenantID = tenant
-                let list = try await client.call(.listUsers(request)).users
+                var list = Coditect_License_V1_UserList()
+                list.users = try await Pages.collect { token, size in
+                    var request = Coditect_License_V1_ListUsersRequest()
+                    request.tenantID = tenant
+                    request.pageToken = token
+                    request.pageSize = size
+                    let answer = try await client.call(.listUsers(request)).users
+                    return (answer.users, answer.nextPageToken)
+                }
                 try connection.print(list, columns: UserCommand.columns, rows: UserCommand.rows(list.users))
             }
         }
@@ -120,6 +126,7 @@ struct SessionCommand: AsyncParsableCommand {
         @Option(help: "The license id.") var license: String = ""
         @Option(help: "The user id.") var user: String = ""
         @Flag(help: "Include ended sessions.") var all = false
+        @Option(parsing: .unconditional, help: "At most this many sessions, newest first (default: every one). Pages are followed.", transform: CountArgument.parser("--limit")) var limit: UInt32?
 
         func validate() throws {
             guard license.isEmpty || user.isEmpty else { throw ValidationError("give at most one of --license and --user") }
@@ -127,11 +134,17 @@ struct SessionCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await connection.run { client in
-                var request = Coditect_License_V1_ListSessionsRequest()
-                request.licenseID = license
-                request.userID = user
-                request.includeEnded = all
-                let list = try await client.call(.listSessions(request)).sessions
+                var list = Coditect_License_V1_SessionList()
+                list.sessions = try await Pages.collect(limit: limit.flatMap { $0 == 0 ? nil : Int($0) }) { token, size in
+                    var request = Coditect_License_V1_ListSessionsRequest()
+                    request.licenseID = license
+                    request.userID = user
+                    request.includeEnded = all
+                    request.pageToken = token
+                    request.pageSize = size
+                    let answer = try await client.call(.listSessions(request)).sessions
+                    return (answer.sessions, answer.nextPageToken)
+                }
                 try connection.print(list, columns: ["session", "license", "user", "name", "hardware", "started", "lease expires", "ended"],
                                      rows: list.sessions.map { [$0.sessionID, $0.licenseID, $0.userID, Table.orDash($0.userName), String($0.hardwareID.prefix(16)), Table.time($0.createdAtMs), Table.time($0.leaseExpiresAtMs), Table.orDash($0.endReason)] })
             }

@@ -25,10 +25,11 @@ struct Licensed: AsyncParsableCommand {
         LICENSED_DATA_DIR, LICENSED_TLS_CERT, LICENSED_TLS_KEY, LICENSED_SIGNING_KEY, \
         LICENSED_SIGNING_ALG, LICENSED_MAX_FRAME_BYTES, LICENSED_LOG_LEVEL, LICENSED_REDIS_URL, \
         LICENSED_POSTGRES_URL, LICENSED_MIGRATE, LICENSED_BOOTSTRAP_API_KEY, LICENSED_OIDC (specs separated \
-        by ';'), LICENSED_FIREBASE_PROJECT, LICENSED_SWEEP_INTERVAL, LICENSED_DRAIN_TIMEOUT), then a JSON config file (--config or LICENSED_CONFIG) with the \
+        by ';'), LICENSED_FIREBASE_PROJECT, LICENSED_SWEEP_INTERVAL, LICENSED_DRAIN_TIMEOUT, LICENSED_MAX_CONNECTIONS, \
+        LICENSED_MAX_CONNECTIONS_PER_ADDRESS, LICENSED_SIGN_IN_TIMEOUT), then a JSON config file (--config or LICENSED_CONFIG) with the \
         same names in snake_case (listen, data_dir, tls_cert, tls_key, signing_key, signing_alg, \
         max_frame_bytes, log_level, redis_url, postgres_url, migrate, firebase_project, sweep_interval, \
-        drain_timeout, and oidc_issuers: \
+        drain_timeout, max_connections, max_connections_per_address, sign_in_timeout, and oidc_issuers: \
         a list of {"issuer", "audience", "jwks_url", "algorithms", "tenant_claim"} objects).
 
         ID-token sign-in: --oidc 'issuer=https://login.example.com,audience=licensed' trusts that issuer \
@@ -86,7 +87,7 @@ struct CommonOptions: ParsableArguments {
         }
         let known: Set = ["listen", "data_dir", "tls_cert", "tls_key", "signing_key", "signing_alg", "max_frame_bytes", "log_level",
                           "redis_url", "postgres_url", "migrate", "firebase_project", "oidc_issuers", "operator_client_ca",
-                          "sweep_interval", "drain_timeout"]
+                          "sweep_interval", "drain_timeout", "max_connections", "max_connections_per_address", "sign_in_timeout"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw ValidationError("config file \(path): unknown setting '\(unknown)'; known: \(known.sorted().joined(separator: ", "))")
         }
@@ -221,6 +222,15 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .customLong("drain-timeout"), parsing: .unconditional, help: "Seconds in-flight calls get to finish on shutdown, 0 to 300 (default 10).")
     var drainTimeout: String?
 
+    @Option(name: .customLong("max-connections"), parsing: .unconditional, help: "Open connections at most, 1 to 1000000 (default 10000, or fewer to fit `ulimit -n`).")
+    var maxConnections: String?
+
+    @Option(name: .customLong("max-connections-per-address"), parsing: .unconditional, help: "Open connections at most from one client address (an IPv6 /64), 1 to 1000000 (default 1000).")
+    var maxConnectionsPerAddress: String?
+
+    @Option(name: .customLong("sign-in-timeout"), parsing: .unconditional, help: "Seconds a new connection has to sign in (Hello) before it is closed, 1 to 300 (default 10).")
+    var signInTimeout: String?
+
     func run() async throws {
         let logger = try common.makeLogger()
         var settings = try common.settings()
@@ -261,10 +271,23 @@ struct ServeOptions: ParsableArguments {
         let drain = Duration.seconds(try Self.wholeNumber(
             common.resolve(drainTimeout, env: "LICENSED_DRAIN_TIMEOUT", file: "drain_timeout", default: "10")!, option: "--drain-timeout (LICENSED_DRAIN_TIMEOUT, drain_timeout)", in: 0...300, of: "seconds"))
 
+        var listener = ListenerSettings(maxFrameBytes: maxFrame, drainTimeout: drain)
+        if let cap = try common.resolve(maxConnections, env: "LICENSED_MAX_CONNECTIONS", file: "max_connections") {
+            listener.maxConnections = try Self.wholeNumber(cap, option: "--max-connections (LICENSED_MAX_CONNECTIONS, max_connections)", in: 1...1_000_000)
+        }
+        listener.maxConnectionsPerAddress = try Self.wholeNumber(
+            common.resolve(maxConnectionsPerAddress, env: "LICENSED_MAX_CONNECTIONS_PER_ADDRESS", file: "max_connections_per_address", default: "1000")!,
+            option: "--max-connections-per-address (LICENSED_MAX_CONNECTIONS_PER_ADDRESS, max_connections_per_address)", in: 1...1_000_000)
+        listener.signInTimeout = .seconds(try Self.wholeNumber(
+            common.resolve(signInTimeout, env: "LICENSED_SIGN_IN_TIMEOUT", file: "sign_in_timeout", default: "10")!,
+            option: "--sign-in-timeout (LICENSED_SIGN_IN_TIMEOUT, sign_in_timeout)", in: 1...300, of: "seconds"))
+        OpenFileLimit.raise(logger: logger)
+
         let settingsCopy = settings
+        let listenerCopy = listener
         do {
             try await ServerEnvironment.with(settingsCopy, logger: logger) { environment in
-                try await Self.serve(environment, settings: settingsCopy, maxFrame: maxFrame, drain: drain, logger: logger)
+                try await Self.serve(environment, settings: settingsCopy, listener: listenerCopy, logger: logger)
             }
         } catch let error as LicenseError {
             throw ValidationError(error.message)
@@ -280,7 +303,16 @@ struct ServeOptions: ParsableArguments {
         return value
     }
 
-    private static func serve(_ environment: ServerEnvironment, settings: ServerEnvironment.Settings, maxFrame: Int, drain: Duration, logger: Logger) async throws {
+    /// The listener's settings taken from flags, environment and config file.
+    struct ListenerSettings {
+        var maxFrameBytes: Int
+        var drainTimeout: Duration
+        var maxConnections: Int?
+        var maxConnectionsPerAddress = 1_000
+        var signInTimeout: Duration = .seconds(10)
+    }
+
+    private static func serve(_ environment: ServerEnvironment, settings: ServerEnvironment.Settings, listener: ListenerSettings, logger: Logger) async throws {
         if environment.newBootstrapKey == nil, environment.createdBootstrapOperator {
             print("Bootstrap operator usr_bootstrap created with the API key from LICENSED_BOOTSTRAP_API_KEY (not shown).")
         }
@@ -294,11 +326,14 @@ struct ServeOptions: ParsableArguments {
         var configuration = ServerConfiguration(tls: environment.tls)
         configuration.host = settings.listenHost
         configuration.port = settings.listenPort
-        configuration.maxFrameBytes = maxFrame
-        configuration.drainTimeout = drain
+        configuration.maxFrameBytes = listener.maxFrameBytes
+        configuration.drainTimeout = listener.drainTimeout
+        configuration.maxConnections = listener.maxConnections
+        configuration.maxConnectionsPerAddress = listener.maxConnectionsPerAddress
+        configuration.signInTimeout = listener.signInTimeout
         let server = LicenseServer(
             configuration: configuration,
-            dispatcher: Dispatcher(service: environment.service, maxFrameBytes: maxFrame, identity: environment.identity, logger: logger),
+            dispatcher: Dispatcher(service: environment.service, maxFrameBytes: listener.maxFrameBytes, identity: environment.identity, logger: logger),
             logger: logger
         ) { address in
             print("licensed listening on \(address)" + (environment.caCertificatePath.map { " (clients trust \($0))" } ?? ""))

@@ -342,6 +342,9 @@ final class FailingRepository: LicenseRepository, @unchecked Sendable {
         try await inner.revokeAPIKey(id: id, at: at, replacement: replacement, audit: audit)
     }
     func sessions(user: UserID, includeEnded: Bool) async throws -> [LeaseSession] { try await inner.sessions(user: user, includeEnded: includeEnded) }
+    func sessions(_ filter: SessionFilter, after cursor: SessionCursor?, limit: Int) async throws -> [LeaseSession] {
+        try await inner.sessions(filter, after: cursor, limit: limit)
+    }
     func licensesWithLiveSessions() async throws -> [LicenseID] { try await inner.licensesWithLiveSessions() }
     func signingKeys() async throws -> [StoredSigningKey] { try await inner.signingKeys() }
     func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws {

@@ -149,6 +149,70 @@ struct RepositoryConformanceTests {
     }
 
     @Test(arguments: backends)
+    func auditPagesResumeBeforeTheLastSequenceAndKeepCounts(_ backend: Backend) async throws {
+        try await withRepository(backend) { repository in
+            try await seed(repository)
+            var burst = audit("hello", "api_key from 192.0.2.7", tenant: nil)
+            burst.count = 250
+            try await repository.appendAudit(burst)
+            for index in 0..<7 { try await repository.appendAudit(audit("note.\(index)", "x")) }
+            // Pages of three, newest first, each resuming before the last one's sequence.
+            var seen: [String] = []
+            var before: Int64?
+            repeat {
+                let page = try await repository.auditEvents(AuditQuery(limit: 3, before: before))
+                #expect(page.count <= 3)
+                let sequences = page.compactMap(\.sequence)
+                #expect(sequences.count == page.count && sequences == sequences.sorted(by: >))
+                seen += page.map(\.action)
+                before = page.count == 3 ? page.last?.sequence : nil
+            } while before != nil
+            #expect(seen == (0..<7).reversed().map { "note.\($0)" } + ["hello", "user.create", "license.create", "tenant.create"])
+            let hello = try await repository.auditEvents(AuditQuery(action: "hello", limit: 10))
+            #expect(hello.map(\.count) == [250])
+            // A filter and a position together.
+            let acme = try await repository.auditEvents(AuditQuery(tenantID: "acme", limit: 100, before: hello.first?.sequence))
+            #expect(acme.map(\.action) == ["user.create", "license.create", "tenant.create"])
+        }
+    }
+
+    @Test(arguments: backends)
+    func sessionPagesFilterAndResumeAfterTheirCursor(_ backend: Backend) async throws {
+        try await withRepository(backend) { repository in
+            try await seed(repository)
+            try await repository.createUser(User(id: "usr-b", tenantID: "acme", name: "bob", role: .tenantUser, createdAt: t0),
+                                            apiKey: nil, audit: nil)
+            // Twelve sessions, two at each instant (same creation time: ordered by id), some ended.
+            for index in 0..<12 {
+                var row = session(String(format: "p%02d", index), at: Int64(index / 2))
+                if index % 3 == 0 { row.userID = "usr-b" }
+                try await repository.insertSession(row, audit: audit("session.acquire", row.id.rawValue))
+            }
+            _ = try await repository.endSession("p04", at: t0.advanced(by: .seconds(10)), reason: .released, audit: audit("session.release", "p04"))
+            let newestFirst = (0..<12).reversed().map { String(format: "p%02d", $0) }
+
+            func all(_ filter: SessionFilter, size: Int) async throws -> [String] {
+                var ids: [String] = []
+                var cursor: SessionCursor?
+                while true {
+                    let page = try await repository.sessions(filter, after: cursor, limit: size)
+                    #expect(page.count <= size)
+                    ids += page.map(\.id.rawValue)
+                    guard page.count == size, let last = page.last else { return ids }
+                    cursor = SessionCursor(after: last)
+                }
+            }
+            #expect(try await all(SessionFilter(), size: 5) == newestFirst)
+            #expect(try await all(SessionFilter(tenantID: "acme", licenseID: "acme-pro"), size: 4) == newestFirst)
+            #expect(try await all(SessionFilter(tenantID: "globex"), size: 4).isEmpty)
+            #expect(try await all(SessionFilter(userID: "usr-b"), size: 2) == ["p09", "p06", "p03", "p00"])
+            // Live at t0 + 5 s: not ended, lease (360 s from creation) not expired.
+            #expect(try await all(SessionFilter(liveAt: t0.advanced(by: .seconds(5))), size: 3) == newestFirst.filter { $0 != "p04" })
+            #expect(try await all(SessionFilter(liveAt: t0.advanced(by: .seconds(363))), size: 3) == ["p11", "p10", "p09", "p08"])
+        }
+    }
+
+    @Test(arguments: backends)
     func migrateIsRepeatable(_ backend: Backend) async throws {
         try await withRepository(backend) { repository in
             try await seed(repository)

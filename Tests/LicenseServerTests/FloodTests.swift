@@ -13,9 +13,17 @@ import Testing
 struct FloodTests {
     /// Connects over TLS, writes one kind of frame as fast as the server takes it (up to 24 MB or
     /// 20 s), never reading; prints how much it sent, then holds the connection until stdin closes.
+    /// `signed` first signs in with the key given as the fifth argument, then writes
+    /// GetSigningKeys calls.
     static let flooder = """
         import socket, ssl, sys, time
         host, port, ca, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+        def varint(n):
+            out = b""
+            while n >= 0x80:
+                out += bytes([n & 0x7F | 0x80]); n >>= 7
+            return out + bytes([n])
+        def frame(body): return len(body).to_bytes(4, "big") + body
         frames = {
             "id0": b"\\x00\\x00\\x00\\x02\\x08\\x00",               # a ClientFrame with id 0
             "garbage": b"\\x00\\x00\\x00\\x02\\xff\\xff",           # not protobuf
@@ -32,7 +40,13 @@ struct FloodTests {
         raw.connect((host, port))
         tls = ctx.wrap_socket(raw, server_hostname=host)
         tls.settimeout(2)
-        chunk = frames[kind] * 10000
+        if kind == "signed":
+            key = sys.argv[5].encode()
+            hello = b"\\x08\\x01\\x22" + varint(len(key)) + key
+            tls.sendall(frame(b"\\x08\\x01\\x52" + varint(len(hello)) + hello))
+            chunk = b"".join(frame(b"\\x08" + varint(2 + i) + b"\\x72\\x00") for i in range(5000))
+        else:
+            chunk = frames[kind] * 10000
         sent, start = 0, time.time()
         try:
             while sent < 24_000_000 and time.time() - start < 20:
@@ -56,7 +70,7 @@ struct FloodTests {
         return try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]))
     }
 
-    @Test func neverReadingFloodersBeforeSignInKeepTheDaemonSmallWhileAGoodClientIsServed() async throws {
+    @Test func neverReadingFloodersBeforeAndAfterSignInKeepTheDaemonSmallWhileAGoodClientIsServed() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build first: Tools/test.sh")
         let folder = try makeTemporaryDirectory("flood")
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -77,14 +91,14 @@ struct FloodTests {
         try await good.hello(apiKey: key)
         let baseline = try Self.memory(daemon.pid, "VmRSS")
 
-        // Three flooders, one of each kind, at once.
+        // Four flooders at once: three kinds of bad frame before sign-in, and valid calls after it.
         let script = folder + "/flooder.py"
         try Self.flooder.write(toFile: script, atomically: true, encoding: .utf8)
         var flooders: [(process: Process, output: String, input: Pipe)] = []
-        for kind in ["id0", "garbage", "unsigned"] {
+        for kind in ["id0", "garbage", "unsigned", "signed"] {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", script, "127.0.0.1", String(port), endpoint.caFile!, kind]
+            process.arguments = ["python3", script, "127.0.0.1", String(port), endpoint.caFile!, kind, key]
             let output = folder + "/\(kind).out", input = Pipe()
             FileManager.default.createFile(atPath: output, contents: nil)
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
@@ -122,6 +136,7 @@ struct FloodTests {
 
         let peak = try Self.memory(daemon.pid, "VmHWM")
         let growth = (peak - baseline) / 1024
-        #expect(growth < 64, "the daemon grew by \(growth) MiB (baseline \(baseline / 1024) MiB, peak \(peak / 1024) MiB) under three floods that sent \(sent) bytes")
+        print("four never-reading floods sent \(sent) bytes; the daemon went from \(baseline / 1024) MiB to a peak of \(peak / 1024) MiB")
+        #expect(growth < 64, "the daemon grew by \(growth) MiB (baseline \(baseline / 1024) MiB, peak \(peak / 1024) MiB) under four floods that sent \(sent) bytes")
     }
 }

@@ -1,6 +1,9 @@
 import BackendTestSupport
 import Foundation
+import LicenseClient
+import LicenseCore
 import LicenseServer
+import LicenseWire
 import Testing
 
 /// `licensectl` end to end: the built binary against a running daemon, through a profile.
@@ -80,6 +83,115 @@ struct LicensectlTests {
                 let help = try await licensectl(command + ["--help"], home: home)
                 #expect(help.status == 0 && help.stdout.contains("Examples:"), "\(command)")
             }
+        }
+    }
+
+    /// Fills the repository behind `server` with `sessions` live sessions of license
+    /// `acme-pro` (tenant `t-acme-pro`, each with its `session.acquire` audit row) and `notes`
+    /// more audit rows, many at a time.
+    static func fill(_ server: TestServer, sessions: Int, notes: Int) async throws {
+        let repository = server.service.repository
+        let user = try #require(try await repository.users(tenant: "t-acme-pro").first)
+        let now = server.clock.now()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<max(sessions, notes) {
+                if index >= 64 { try await group.next() }
+                group.addTask {
+                    if index < sessions {
+                        let id = SessionID(String(format: "ses_page%05d", index))
+                        let session = LeaseSession(
+                            id: id, tenantID: "t-acme-pro", licenseID: "acme-pro", userID: user.id, hardwareID: "hw-\(index)", idempotencyKey: "k-\(index)",
+                            clientInfo: ["os": "linux", "app": "coditect"], createdAt: now.advanced(by: .milliseconds(Int64(index % 50))),
+                            leaseExpiresAt: now.advanced(by: .seconds(86_400))
+                        )
+                        try await repository.insertSession(session, audit: AuditEvent(at: now, tenantID: "t-acme-pro", actor: user.id, action: "session.acquire", target: id.rawValue))
+                    }
+                    if index < notes {
+                        try await repository.appendAudit(AuditEvent(at: now, tenantID: "t-acme-pro", actor: user.id, action: "note.page", target: "note-\(index)"))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    @Test func listsOfThousandsArePagedAndFollowedToTheEnd() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build first: swift build --build-tests")
+        let home = try makeTemporaryDirectory("licensectl")
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        try await TestServer.run { server in
+            _ = try await server.setUpLicense(seats: 5_000, users: 1)
+            try await Self.fill(server, sessions: 5_000, notes: 5_000)
+            let keyFile = home + "/operator.key"
+            try TestServer.bootstrapKey.write(toFile: keyFile, atomically: true, encoding: .utf8)
+            _ = try await licensectl(["profile", "set", "local", "--server", "127.0.0.1:\(server.port)", "--ca", server.caFile, "--api-key-file", keyFile], home: home)
+
+            // Every session, in pages that each fit a frame, newest first, none twice.
+            let listed = try await licensectl(["session", "list", "--license", "acme-pro", "--output", "json"], home: home)
+            #expect(listed.status == 0, "\(listed.stderr)")
+            let sessions = try json(listed)["sessions"] as? [[String: Any]] ?? []
+            let ids = sessions.compactMap { $0["session_id"] as? String }
+            #expect(ids.count == 5_000 && Set(ids).count == 5_000)
+            let created = sessions.compactMap { ($0["created_at_ms"] as? NSNumber)?.int64Value }
+            #expect(created == created.sorted(by: >))
+            let table = try await licensectl(["session", "list", "--license", "acme-pro"], home: home)
+            #expect(table.stdout.split(separator: "\n").count == 5_001)
+            let limited = try json(try await licensectl(["session", "list", "--license", "acme-pro", "--limit", "1234", "--output", "json"], home: home))
+            #expect((limited["sessions"] as? [Any])?.count == 1_234)
+
+            // 10,000 audit rows and more: all of them with --limit 0, exactly N with --limit N.
+            let audit = try await licensectl(["audit", "--limit", "0", "--output", "json"], home: home)
+            #expect(audit.status == 0, "\(audit.stderr)")
+            let events = try json(audit)["events"] as? [[String: Any]] ?? []
+            let eventIDs = events.compactMap { $0["id"] as? String }
+            #expect(eventIDs.count >= 10_000 && Set(eventIDs).count == eventIDs.count)
+            let acquires = try json(try await licensectl(["audit", "--tenant", "t-acme-pro", "--action", "session.acquire", "--limit", "0", "--output", "json"], home: home))
+            #expect((acquires["events"] as? [Any])?.count == 5_000)
+            let thousand = try json(try await licensectl(["audit", "--limit", "1000", "--output", "json"], home: home))
+            #expect((thousand["events"] as? [Any])?.count == 1_000)
+        }
+    }
+
+    @Test func aClientWithSmallFramesGetsSmallPagesAndAnAnswerThatCannotFitIsRefused() async throws {
+        try await TestServer.run { server in
+            _ = try await server.setUpLicense(seats: 500, users: 1)
+            try await Self.fill(server, sessions: 500, notes: 0)
+            var endpoint = server.endpoint
+            endpoint.maxFrameBytes = 4096
+            let small = try await LicenseConnection.connect(to: endpoint)
+            try await small.hello(apiKey: TestServer.bootstrapKey)
+            var token = "", pages = 0, seen = Set<String>()
+            repeat {
+                let page = try await small.call(.listSessions(.with { $0.licenseID = "acme-pro"; $0.pageSize = 1000; $0.pageToken = token })).sessions
+                #expect(!page.sessions.isEmpty)
+                seen.formUnion(page.sessions.map(\.sessionID))
+                token = page.nextPageToken
+                pages += 1
+            } while !token.isEmpty
+            #expect(seen.count == 500 && pages > 10)
+            // A list that does not page (tenants) and outgrows the client's frames is refused, not sent.
+            let admin = try await server.connect()
+            for index in 0..<60 {
+                _ = try await admin.call(.createTenant(.with { $0.id = "tenant-\(index)"; $0.name = String(repeating: "n", count: 80) }))
+            }
+            await #expect(throws: LicenseCallError.self) { _ = try await small.call(.listTenants(.init())) }
+            do {
+                _ = try await small.call(.listTenants(.init()))
+            } catch let error as LicenseCallError {
+                #expect(error.code == .resourceExhausted && error.reason == "ANSWER_TOO_LARGE")
+            }
+            // The connection goes on.
+            #expect(try await small.call(.listSessions(.with { $0.licenseID = "acme-pro"; $0.pageSize = 1 })).sessions.sessions.count == 1)
+            // A bad page token is a clear error.
+            await #expect(throws: LicenseCallError.self) { _ = try await small.call(.listSessions(.with { $0.licenseID = "acme-pro"; $0.pageToken = "bogus" })) }
+            // A client may not announce frames too small for any answer.
+            var tiny = server.endpoint
+            tiny.maxFrameBytes = 1024
+            let refused = try await LicenseConnection.connect(to: tiny)
+            await #expect(throws: LicenseCallError.self) { try await refused.hello(apiKey: TestServer.bootstrapKey) }
+            await refused.close()
+            await small.close()
+            await admin.close()
         }
     }
 

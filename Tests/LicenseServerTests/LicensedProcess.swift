@@ -18,6 +18,8 @@ final class LicensedProcess: Sendable {
     let port: Int
     let folder: String
     let arguments: [String]
+    /// The open-file limit (`ulimit -n`) the daemon runs under, when one is set.
+    let openFileLimit: Int?
     private let child = NIOLockedValueBox<ChildProcess?>(nil)
 
     var dataDirectory: String { folder + "/data" }
@@ -25,25 +27,30 @@ final class LicensedProcess: Sendable {
     var pid: pid_t? { child.withLockedValue { $0?.pid } }
 
     /// Starts a daemon with `arguments` added to its data folder and listen address.
-    static func start(_ arguments: [String]) async throws -> LicensedProcess {
-        let process = LicensedProcess(port: try FreePort.next(), folder: try makeTemporaryDirectory("licensed-process"), arguments: arguments)
+    static func start(_ arguments: [String], openFileLimit: Int? = nil) async throws -> LicensedProcess {
+        let process = LicensedProcess(
+            port: try FreePort.next(), folder: try makeTemporaryDirectory("licensed-process"), arguments: arguments, openFileLimit: openFileLimit
+        )
         try await process.launch()
         return process
     }
 
-    private init(port: Int, folder: String, arguments: [String]) {
+    private init(port: Int, folder: String, arguments: [String], openFileLimit: Int?) {
         self.port = port
         self.folder = folder
         self.arguments = arguments
+        self.openFileLimit = openFileLimit
     }
 
     /// Starts the daemon (again, after `kill`) and waits until it listens.
     func launch() async throws {
         let offset = (try? FileManager.default.attributesOfItem(atPath: logFile)[.size] as? Int) ?? 0
-        let process = try ChildProcess(
-            [LicensedBinaryTests.binary, "--data-dir", dataDirectory, "--listen", "127.0.0.1:\(port)", "--log-level", ProcessInfo.processInfo.environment["FAULT_LOG_LEVEL"] ?? "warning"] + arguments,
-            logFile: logFile, environment: ["LICENSED_BOOTSTRAP_API_KEY": Self.operatorKey]
-        )
+        var command = [LicensedBinaryTests.binary, "--data-dir", dataDirectory, "--listen", "127.0.0.1:\(port)", "--log-level", ProcessInfo.processInfo.environment["FAULT_LOG_LEVEL"] ?? "warning"] + arguments
+        if let openFileLimit {
+            // The shell sets the limit (soft and hard) and becomes the daemon.
+            command = ["/bin/sh", "-c", "ulimit -n \(openFileLimit) && exec \"$0\" \"$@\""] + command
+        }
+        let process = try ChildProcess(command, logFile: logFile, environment: ["LICENSED_BOOTSTRAP_API_KEY": Self.operatorKey])
         child.withLockedValue { $0 = process }
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {

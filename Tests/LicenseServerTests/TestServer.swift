@@ -117,8 +117,9 @@ final class RawConnection: Sendable {
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 
-    /// Connects over TLS (trusting `caFile`) or, with `caFile` nil, in plaintext.
-    init(port: Int, caFile: String?) async throws {
+    /// Connects over TLS (trusting `caFile`) or, with `caFile` nil, in plaintext, from the
+    /// loopback address `source` (`127.0.0.1`; any of 127.0.0.0/8 acts as another client).
+    init(port: Int, caFile: String?, source: String = "127.0.0.1") async throws {
         let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self)
         var sslContext: NIOSSLContext?
         if let caFile {
@@ -135,6 +136,7 @@ final class RawConnection: Sendable {
                     try channel.pipeline.syncOperations.addHandler(Collector(continuation))
                 }
             }
+            .bind(to: try SocketAddress(ipAddress: source, port: 0))
             .connect(host: "127.0.0.1", port: port).get()
         received = stream
         iterator = stream.makeAsyncIterator()

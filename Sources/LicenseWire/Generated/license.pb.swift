@@ -662,6 +662,10 @@ public nonisolated struct Coditect_License_V1_Hello: Sendable {
     set {credential = .idToken(newValue)}
   }
 
+  /// The largest frame body this client accepts (0: the protocol default, 65536). The server
+  /// never answers this connection with a larger frame; it uses the smaller of this and its own.
+  public var maxFrameBytes: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Credential: Equatable, Sendable {
@@ -1326,6 +1330,12 @@ public nonisolated struct Coditect_License_V1_ListUsersRequest: Sendable {
   /// empty: the caller's tenant (operators: every user)
   public var tenantID: String = String()
 
+  /// 0: 100; at most 1000. A page may hold fewer: it always fits a frame.
+  public var pageSize: UInt32 = 0
+
+  /// a previous answer's next_page_token; empty: the first page
+  public var pageToken: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1337,6 +1347,9 @@ public nonisolated struct Coditect_License_V1_UserList: Sendable {
   // methods supported on all messages.
 
   public var users: [Coditect_License_V1_User] = []
+
+  /// empty: this was the last page
+  public var nextPageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1560,6 +1573,12 @@ public nonisolated struct Coditect_License_V1_ListSessionsRequest: Sendable {
 
   public var userID: String = String()
 
+  /// 0: 100; at most 1000. A page may hold fewer: it always fits a frame.
+  public var pageSize: UInt32 = 0
+
+  /// a previous answer's next_page_token; empty: the first page
+  public var pageToken: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1604,7 +1623,11 @@ public nonisolated struct Coditect_License_V1_SessionList: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// newest first
   public var sessions: [Coditect_License_V1_SessionInfo] = []
+
+  /// empty: this was the last page
+  public var nextPageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1653,8 +1676,11 @@ public nonisolated struct Coditect_License_V1_QueryAuditRequest: Sendable {
   /// 0: no upper bound (exclusive)
   public var untilMs: UInt64 = 0
 
-  /// 0: 100; at most 1000
+  /// the page size. 0: 100; at most 1000. A page may hold fewer: it always fits a frame.
   public var limit: UInt32 = 0
+
+  /// a previous answer's next_page_token; empty: the first page
+  public var pageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1684,6 +1710,10 @@ public nonisolated struct Coditect_License_V1_AuditEvent: Sendable {
   /// "ok" or the refusal's reason
   public var outcome: String = String()
 
+  /// How many events this row stands for: refused sign-ins from one address are recorded as one
+  /// row per interval with their count (at_ms: the first of them). 1 for everything else.
+  public var count: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1694,7 +1724,11 @@ public nonisolated struct Coditect_License_V1_AuditEventList: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// newest first
   public var events: [Coditect_License_V1_AuditEvent] = []
+
+  /// empty: this was the last page
+  public var nextPageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2701,7 +2735,7 @@ nonisolated extension Coditect_License_V1_Status.Code: SwiftProtobuf._ProtoNameP
 
 nonisolated extension Coditect_License_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Hello"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}client_name\0\u{3}client_version\0\u{3}api_key\0\u{3}id_token\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}client_name\0\u{3}client_version\0\u{3}api_key\0\u{3}id_token\0\u{3}max_frame_bytes\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2728,6 +2762,7 @@ nonisolated extension Coditect_License_V1_Hello: SwiftProtobuf.Message, SwiftPro
           self.credential = .idToken(v)
         }
       }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.maxFrameBytes) }()
       default: break
       }
     }
@@ -2758,6 +2793,9 @@ nonisolated extension Coditect_License_V1_Hello: SwiftProtobuf.Message, SwiftPro
     }()
     case nil: break
     }
+    if self.maxFrameBytes != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxFrameBytes, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2766,6 +2804,7 @@ nonisolated extension Coditect_License_V1_Hello: SwiftProtobuf.Message, SwiftPro
     if lhs.clientName != rhs.clientName {return false}
     if lhs.clientVersion != rhs.clientVersion {return false}
     if lhs.credential != rhs.credential {return false}
+    if lhs.maxFrameBytes != rhs.maxFrameBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3995,7 +4034,7 @@ nonisolated extension Coditect_License_V1_User: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Coditect_License_V1_ListUsersRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListUsersRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{3}page_size\0\u{3}page_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4004,6 +4043,8 @@ nonisolated extension Coditect_License_V1_ListUsersRequest: SwiftProtobuf.Messag
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.tenantID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.pageSize) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
       default: break
       }
     }
@@ -4013,11 +4054,19 @@ nonisolated extension Coditect_License_V1_ListUsersRequest: SwiftProtobuf.Messag
     if !self.tenantID.isEmpty {
       try visitor.visitSingularStringField(value: self.tenantID, fieldNumber: 1)
     }
+    if self.pageSize != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pageSize, fieldNumber: 2)
+    }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Coditect_License_V1_ListUsersRequest, rhs: Coditect_License_V1_ListUsersRequest) -> Bool {
     if lhs.tenantID != rhs.tenantID {return false}
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4025,7 +4074,7 @@ nonisolated extension Coditect_License_V1_ListUsersRequest: SwiftProtobuf.Messag
 
 nonisolated extension Coditect_License_V1_UserList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UserList"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}users\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}users\0\u{3}next_page_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4034,6 +4083,7 @@ nonisolated extension Coditect_License_V1_UserList: SwiftProtobuf.Message, Swift
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.users) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
       default: break
       }
     }
@@ -4043,11 +4093,15 @@ nonisolated extension Coditect_License_V1_UserList: SwiftProtobuf.Message, Swift
     if !self.users.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.users, fieldNumber: 1)
     }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Coditect_License_V1_UserList, rhs: Coditect_License_V1_UserList) -> Bool {
     if lhs.users != rhs.users {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4503,7 +4557,7 @@ nonisolated extension Coditect_License_V1_LicenseStatusResult: SwiftProtobuf.Mes
 
 nonisolated extension Coditect_License_V1_ListSessionsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListSessionsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}license_id\0\u{3}include_ended\0\u{3}user_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}license_id\0\u{3}include_ended\0\u{3}user_id\0\u{3}page_size\0\u{3}page_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4514,6 +4568,8 @@ nonisolated extension Coditect_License_V1_ListSessionsRequest: SwiftProtobuf.Mes
       case 1: try { try decoder.decodeSingularStringField(value: &self.licenseID) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.includeEnded) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.pageSize) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
       default: break
       }
     }
@@ -4529,6 +4585,12 @@ nonisolated extension Coditect_License_V1_ListSessionsRequest: SwiftProtobuf.Mes
     if !self.userID.isEmpty {
       try visitor.visitSingularStringField(value: self.userID, fieldNumber: 3)
     }
+    if self.pageSize != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pageSize, fieldNumber: 4)
+    }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4536,6 +4598,8 @@ nonisolated extension Coditect_License_V1_ListSessionsRequest: SwiftProtobuf.Mes
     if lhs.licenseID != rhs.licenseID {return false}
     if lhs.includeEnded != rhs.includeEnded {return false}
     if lhs.userID != rhs.userID {return false}
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4623,7 +4687,7 @@ nonisolated extension Coditect_License_V1_SessionInfo: SwiftProtobuf.Message, Sw
 
 nonisolated extension Coditect_License_V1_SessionList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SessionList"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sessions\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sessions\0\u{3}next_page_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4632,6 +4696,7 @@ nonisolated extension Coditect_License_V1_SessionList: SwiftProtobuf.Message, Sw
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.sessions) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
       default: break
       }
     }
@@ -4641,11 +4706,15 @@ nonisolated extension Coditect_License_V1_SessionList: SwiftProtobuf.Message, Sw
     if !self.sessions.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.sessions, fieldNumber: 1)
     }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Coditect_License_V1_SessionList, rhs: Coditect_License_V1_SessionList) -> Bool {
     if lhs.sessions != rhs.sessions {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4702,7 +4771,7 @@ nonisolated extension Coditect_License_V1_RevokeSessionResult: SwiftProtobuf.Mes
 
 nonisolated extension Coditect_License_V1_QueryAuditRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".QueryAuditRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{3}user_id\0\u{1}action\0\u{3}since_ms\0\u{3}until_ms\0\u{1}limit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tenant_id\0\u{3}user_id\0\u{1}action\0\u{3}since_ms\0\u{3}until_ms\0\u{1}limit\0\u{3}page_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4716,6 +4785,7 @@ nonisolated extension Coditect_License_V1_QueryAuditRequest: SwiftProtobuf.Messa
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.sinceMs) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.untilMs) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
       default: break
       }
     }
@@ -4740,6 +4810,9 @@ nonisolated extension Coditect_License_V1_QueryAuditRequest: SwiftProtobuf.Messa
     if self.limit != 0 {
       try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 6)
     }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4750,6 +4823,7 @@ nonisolated extension Coditect_License_V1_QueryAuditRequest: SwiftProtobuf.Messa
     if lhs.sinceMs != rhs.sinceMs {return false}
     if lhs.untilMs != rhs.untilMs {return false}
     if lhs.limit != rhs.limit {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4757,7 +4831,7 @@ nonisolated extension Coditect_License_V1_QueryAuditRequest: SwiftProtobuf.Messa
 
 nonisolated extension Coditect_License_V1_AuditEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AuditEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}at_ms\0\u{3}tenant_id\0\u{1}actor\0\u{1}action\0\u{1}target\0\u{1}outcome\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}at_ms\0\u{3}tenant_id\0\u{1}actor\0\u{1}action\0\u{1}target\0\u{1}outcome\0\u{1}count\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4772,6 +4846,7 @@ nonisolated extension Coditect_License_V1_AuditEvent: SwiftProtobuf.Message, Swi
       case 5: try { try decoder.decodeSingularStringField(value: &self.action) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.target) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.outcome) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.count) }()
       default: break
       }
     }
@@ -4799,6 +4874,9 @@ nonisolated extension Coditect_License_V1_AuditEvent: SwiftProtobuf.Message, Swi
     if !self.outcome.isEmpty {
       try visitor.visitSingularStringField(value: self.outcome, fieldNumber: 7)
     }
+    if self.count != 0 {
+      try visitor.visitSingularUInt32Field(value: self.count, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4810,6 +4888,7 @@ nonisolated extension Coditect_License_V1_AuditEvent: SwiftProtobuf.Message, Swi
     if lhs.action != rhs.action {return false}
     if lhs.target != rhs.target {return false}
     if lhs.outcome != rhs.outcome {return false}
+    if lhs.count != rhs.count {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4817,7 +4896,7 @@ nonisolated extension Coditect_License_V1_AuditEvent: SwiftProtobuf.Message, Swi
 
 nonisolated extension Coditect_License_V1_AuditEventList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AuditEventList"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}events\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}events\0\u{3}next_page_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4826,6 +4905,7 @@ nonisolated extension Coditect_License_V1_AuditEventList: SwiftProtobuf.Message,
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.events) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
       default: break
       }
     }
@@ -4835,11 +4915,15 @@ nonisolated extension Coditect_License_V1_AuditEventList: SwiftProtobuf.Message,
     if !self.events.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.events, fieldNumber: 1)
     }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Coditect_License_V1_AuditEventList, rhs: Coditect_License_V1_AuditEventList) -> Bool {
     if lhs.events != rhs.events {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
