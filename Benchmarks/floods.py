@@ -25,6 +25,7 @@ import json
 import multiprocessing
 import os
 import socket
+import sqlite3
 import ssl
 import struct
 import subprocess
@@ -156,7 +157,7 @@ def never_reading(port, ca, kind, seconds, stop):
                 time.sleep(0.1)  # backpressure (or closed): keep the connection, try again
         stop.wait(seconds)
     except OSError:
-        pass
+        stop.wait(seconds)
 
 
 def bad_hellos(port, ca, seconds, stop, counter):
@@ -248,7 +249,11 @@ def run_flood(binary, kind, seconds):
             flooder.start()
         time.sleep(min(3, seconds / 4))
         flood_start = time.time()
-        flooded_rate = good_client_rate(port, ca, max(1, seconds - 8))
+        try:
+            flooded_rate, flooded_error = good_client_rate(port, ca, max(1, seconds - 8)), None
+        except (OSError, AssertionError) as error:
+            # The good client could not even connect or sign in: that is the result.
+            flooded_rate, flooded_error = 0, f"{type(error).__name__}: {error}"
         flood_cpu = (cpu_seconds(daemon.pid) - cpu_before)
         stop.set()
         for flooder in flooders:
@@ -259,6 +264,13 @@ def run_flood(binary, kind, seconds):
         time.sleep(2)
         after = memory_kib(daemon.pid, "VmRSS")
         flood_seconds = time.time() - flood_start
+        daemon.terminate()
+        daemon.wait(30)
+        # Refused sign-ins in the audit log: rows, and the refusals they stand for.
+        with sqlite3.connect(os.path.join(work, "data", "licensed.sqlite")) as db:
+            columns = [row[1] for row in db.execute("PRAGMA table_info(audit_log)")]
+            counted = "SUM(count)" if "count" in columns else "COUNT(*)"
+            audit_rows, audited = db.execute(f"SELECT COUNT(*), COALESCE({counted}, 0) FROM audit_log WHERE action = 'hello'").fetchone()
         return {
             "flood": kind,
             "baseline_rss_mib": round(baseline / 1024, 1),
@@ -266,8 +278,11 @@ def run_flood(binary, kind, seconds):
             "rss_after_mib": round(after / 1024, 1),
             "good_calls_per_s_quiet": round(quiet_rate),
             "good_calls_per_s_flooded": round(flooded_rate),
+            "good_client_error": flooded_error,
             "refused_hellos_per_s": round(counter.value / flood_seconds) if kind == "bad-hello" else None,
             "daemon_cpu_s": round(flood_cpu, 1),
+            "hello_audit_rows": audit_rows,
+            "hello_refusals_audited": audited,
         }
     finally:
         daemon.terminate()

@@ -26,18 +26,36 @@ extension LicenseService {
         case (true, true):
             // Everything the caller may see: every session for operators, the tenant's for its
             // administrators and service accounts, one's own for anyone else.
-            if principal.isOperator {
-                break
-            } else if let tenant = principal.tenantID, principal.reads(tenant) {
-                filter.tenantID = tenant
-            } else {
-                filter.userID = principal.userID
+            if principal.isOperator || principal.tenantID.map(principal.reads) == true {
+                return try await sessionsOfLicenses(filter, tenant: principal.isOperator ? nil : principal.tenantID, after: cursor, size: size, by: principal)
             }
+            filter.userID = principal.userID
         default:
             throw LicenseError.invalid("give at most one of license_id and user_id")
         }
         let final = filter
         let rows = try await backend("the repository") { try await repository(for: principal).sessions(final, after: cursor, limit: size + 1) }
+        return PageSlice(lookahead: rows, size: size)
+    }
+
+    /// A page of the sessions of every license of `tenant` (`nil`: every tenant), walking the
+    /// licenses in id order and each newest first, so every query is one license's (indexed by
+    /// license and creation time): an index over all sessions by tenant would cost every acquire
+    /// an index update for a list administrators rarely ask for.
+    private func sessionsOfLicenses(
+        _ filter: SessionFilter, tenant: TenantID?, after cursor: SessionCursor?, size: Int, by principal: Principal
+    ) async throws -> PageSlice<LeaseSession> {
+        let repository = repository(for: principal)
+        let licenses = try await backend("the repository") { try await repository.licenses(tenant: tenant) }.map(\.id).sorted()
+        var rows: [LeaseSession] = []
+        for license in licenses where cursor.map({ license >= $0.licenseID }) ?? true {
+            var one = filter
+            one.licenseID = license
+            let after = cursor?.licenseID == license ? cursor : nil
+            let wanted = size + 1 - rows.count
+            rows += try await backend("the repository") { [one] in try await repository.sessions(one, after: after, limit: wanted) }
+            if rows.count > size { break }
+        }
         return PageSlice(lookahead: rows, size: size)
     }
 

@@ -4,7 +4,7 @@
 public enum PageToken {
     /// The token of the page after `session`.
     public static func sessions(after session: LeaseSession) -> String {
-        encode(["s", String(session.createdAt.millisecondsSinceEpoch), session.id.rawValue])
+        encode(["s", session.licenseID.rawValue, String(session.createdAt.millisecondsSinceEpoch), session.id.rawValue])
     }
 
     /// The token of the page after `event` (an event read from a repository).
@@ -20,8 +20,8 @@ public enum PageToken {
     /// The cursor a sessions token names (`nil` for an empty token, the first page).
     public static func sessionCursor(_ token: String) throws -> SessionCursor? {
         guard let parts = try decode(token, kind: "s") else { return nil }
-        guard parts.count == 2, let ms = Int64(parts[0]), !parts[1].isEmpty else { throw invalid }
-        return SessionCursor(createdAt: Timestamp(millisecondsSinceEpoch: ms), id: SessionID(parts[1]))
+        guard parts.count == 3, !parts[0].isEmpty, let ms = Int64(parts[1]), !parts[2].isEmpty else { throw invalid }
+        return SessionCursor(licenseID: LicenseID(parts[0]), createdAt: Timestamp(millisecondsSinceEpoch: ms), id: SessionID(parts[2]))
     }
 
     /// The sequence an audit token names (`nil` for an empty token).

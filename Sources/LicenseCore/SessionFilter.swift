@@ -27,19 +27,23 @@ public struct SessionFilter: Hashable, Sendable {
 }
 
 /// Where a page of sessions resumes: sessions come newest first (creation time, then id, both
-/// descending), and the next page holds those strictly after this one in that order.
+/// descending), and the next page holds those strictly after this one in that order. A list
+/// over several licenses walks them one at a time in id order; `licenseID` says which one the
+/// page ended in.
 public struct SessionCursor: Hashable, Sendable {
+    public var licenseID: LicenseID
     public var createdAt: Timestamp
     public var id: SessionID
 
-    public init(createdAt: Timestamp, id: SessionID) {
+    public init(licenseID: LicenseID, createdAt: Timestamp, id: SessionID) {
+        self.licenseID = licenseID
         self.createdAt = createdAt
         self.id = id
     }
 
     /// The cursor just after `session`.
     public init(after session: LeaseSession) {
-        self.init(createdAt: session.createdAt, id: session.id)
+        self.init(licenseID: session.licenseID, createdAt: session.createdAt, id: session.id)
     }
 
     /// Whether `session` comes after the cursor in newest-first order.

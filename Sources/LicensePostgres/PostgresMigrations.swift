@@ -121,8 +121,6 @@ enum PostgresMigrations {
         (3, [
             // Refused sign-ins are recorded as one row per address and interval, with their count.
             "ALTER TABLE audit_log ADD COLUMN count integer NOT NULL DEFAULT 1",
-            // Session pages across licenses (a tenant's or every session), newest first.
-            "CREATE INDEX sessions_by_tenant ON sessions(tenant_id, created_at_ms DESC, id DESC)",
         ]),
     ]
 }

@@ -141,6 +141,48 @@ struct LicenseServiceTests {
         await expectError(.notFound, .sessionUnknown) { try await service.release(session: lease.sessionID.rawValue, by: acme[1]) }
     }
 
+    @Test func sessionPagesWalkEveryLicenseTheCallerMaySeeOnceEach() async throws {
+        let acme = try await setUp(seats: 10, users: 4)
+        let globex = try await setUp(seats: 10, users: 3, tenant: "globex")
+        _ = try await service.createLicense(CreateLicenseCommand(id: "acme-lite", tenantID: "acme", name: "Lite", seats: 10), by: op)
+        _ = try await service.createLicense(CreateLicenseCommand(id: "acme-empty", tenantID: "acme", name: "Empty", seats: 10), by: op)
+        var expected: [String: Set<SessionID>] = [:]
+        for (index, user) in (acme + globex).enumerated() {
+            let license = user.tenantID == "acme" ? (index % 2 == 0 ? "acme-pro" : "acme-lite") : "globex-pro"
+            let lease = try await acquire(user, license: license)
+            expected[license, default: []].insert(lease.sessionID)
+            clock.advance(by: .seconds(1))
+        }
+        func walk(as principal: Principal, size: Int) async throws -> [LeaseSession] {
+            var all: [LeaseSession] = []
+            var token = ""
+            repeat {
+                let page = try await service.listSessions(license: "", user: "", includeEnded: false, pageSize: size, pageToken: token, by: principal)
+                #expect(page.items.count <= size)
+                all += page.items
+                token = page.hasMore ? PageToken.sessions(after: try #require(page.items.last)) : ""
+            } while !token.isEmpty
+            return all
+        }
+        let everything = try await walk(as: op, size: 3)
+        // License by license in id order, each newest first, every session once.
+        #expect(everything.map(\.licenseID.rawValue) == ["acme-lite", "acme-lite", "acme-pro", "acme-pro", "globex-pro", "globex-pro", "globex-pro"])
+        #expect(Set(everything.map(\.id)) == expected.values.reduce(Set()) { $0.union($1) })
+        for license in Set(everything.map(\.licenseID)) {
+            let created = everything.filter { $0.licenseID == license }.map(\.createdAt)
+            #expect(created == created.sorted(by: >))
+        }
+        // A tenant administrator walks only the tenant's licenses.
+        let admin = try await service.createUser(CreateUserCommand(tenantID: "acme", name: "admin", role: "tenant_admin"), by: op).user.principal
+        #expect(Set(try await walk(as: admin, size: 1).map(\.licenseID)) == ["acme-pro", "acme-lite"])
+        // A plain user sees only their own.
+        #expect(try await walk(as: acme[0], size: 2).map(\.userID) == [acme[0].userID])
+        // A token from another list kind is refused.
+        await expectError(.invalidArgument, .invalidRequest) {
+            _ = try await service.listSessions(license: "", user: "", includeEnded: false, pageToken: "AAAA", by: op)
+        }
+    }
+
     @Test func licenseValidityIsEnforced() async throws {
         let users = try await setUp(seats: 5)
         _ = try await service.createLicense(CreateLicenseCommand(id: "future", tenantID: "acme", name: "F", seats: 1,
