@@ -211,6 +211,8 @@ public final class InMemoryLicenseRepository: LicenseRepository {
         state.withLock { state in Set(state.sessions.values.filter { $0.endedAt == nil }.map(\.licenseID)).sorted() }
     }
 
+    public func ping() async throws {}
+
     public func appendAudit(_ event: AuditEvent) async throws { state.withLock { $0.audit.append(event) } }
 
     public func auditEvents(_ query: AuditQuery) async throws -> [AuditEvent] {

@@ -70,6 +70,9 @@ public protocol LicenseRepository: Sendable {
     /// sweeper walks).
     func licensesWithLiveSessions() async throws -> [LicenseID]
 
+    /// Succeeds when the repository answers a trivial read (readiness checks).
+    func ping() async throws
+
     func appendAudit(_ event: AuditEvent) async throws
     /// The audit events matching the query, newest first (descending `sequence`, which the
     /// events read carry).

@@ -115,4 +115,7 @@ public protocol SeatStore: Sendable {
 
     /// How many seats of a license are held: machines with at least one live handle.
     func seatsInUse(licenseID: LicenseID) async throws -> Int
+
+    /// Succeeds when the store answers (readiness checks); throws when it cannot be reached.
+    func ping() async throws
 }

@@ -157,6 +157,8 @@ public actor InProcessSeatStore: SeatStore {
         }.sorted { $0.sessionID < $1.sessionID }
     }
 
+    public func ping() {}
+
     public func seatsInUse(licenseID: LicenseID) -> Int {
         guard licenses[licenseID] != nil else { return 0 }
         let now = clock.now()

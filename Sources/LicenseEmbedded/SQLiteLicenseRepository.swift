@@ -446,6 +446,10 @@ public final class SQLiteLicenseRepository: LicenseRepository {
 
     // MARK: Audit
 
+    public func ping() async throws {
+        _ = try await read("SELECT 1")
+    }
+
     public func appendAudit(_ event: AuditEvent) async throws {
         try await write { db in try await Self.insertAudit(event, db) }
     }

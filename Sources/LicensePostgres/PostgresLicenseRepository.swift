@@ -583,6 +583,10 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
 
     // MARK: Audit
 
+    public func ping() async throws {
+        try await read { connection in _ = try await connection.query("SELECT 1", logger: self.core.logger).collect() }
+    }
+
     public func appendAudit(_ event: AuditEvent) async throws {
         try await write { connection, logger in try await Self.insertAudit(event, connection, logger) }
     }

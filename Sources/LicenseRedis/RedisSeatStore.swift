@@ -108,6 +108,10 @@ public final class RedisSeatStore: SeatStore {
         return leases.sorted { $0.sessionID < $1.sessionID }
     }
 
+    public func ping() async throws {
+        _ = try await client.send(RedisCommand("PING"))
+    }
+
     public func seatsInUse(licenseID: LicenseID) async throws -> Int {
         let reply = try await run(licenseID, "usage", deadline: false, [])
         guard let used = reply.int64 else { throw RedisClientError(.unexpectedReply, "the seat script answered usage unexpectedly") }

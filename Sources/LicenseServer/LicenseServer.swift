@@ -20,19 +20,22 @@ public final class LicenseServer: Service {
     private let dispatcher: Dispatcher
     private let logger: Logger
     private let onListening: @Sendable (SocketAddress) -> Void
+    private let readiness: Readiness?
     private let connections = Meter(label: "licensed_connections")
     private let refusedConnections = Counter(label: "licensed_connections_refused_total")
     private let sessionNotices = SessionNotices()
 
     /// Creates the server. `onListening` is called with the bound address once listening
-    /// (tests use it to learn an ephemeral port).
+    /// (tests use it to learn an ephemeral port). `readiness`, when given, learns when the
+    /// listener accepts and when it starts draining (at once on graceful shutdown).
     public init(
-        configuration: ServerConfiguration, dispatcher: Dispatcher,
+        configuration: ServerConfiguration, dispatcher: Dispatcher, readiness: Readiness? = nil,
         logger: Logger = Logger(label: "coditect.license.server"),
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) {
         self.configuration = configuration
         self.dispatcher = dispatcher
+        self.readiness = readiness
         self.logger = logger
         self.onListening = onListening
     }
@@ -66,8 +69,10 @@ public final class LicenseServer: Service {
             }
         if let address = listener.channel.localAddress {
             logger.info("listening", metadata: ["address": "\(address)"])
+            readiness?.update { $0.listenerStarted() }
             onListening(address)
         }
+        let readiness = self.readiness
         let dispatcher = self.dispatcher
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             // Refused sign-ins counted per address are recorded when their interval ends.
@@ -81,11 +86,16 @@ public final class LicenseServer: Service {
                 try await listener.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { group in
                         for try await connection in inbound {
-                            group.addTask { await self.admit(connection, gate: gate) }
+                            // Admitted here, in accept order, before the connection's task runs.
+                            let peer = connection.channel.remoteAddress?.ipAddress ?? "unknown"
+                            let admission = gate.arrived(from: peer)
+                            group.addTask { await self.admit(connection, admission, from: peer, gate: gate) }
                         }
                     }
                 }
             } onGracefulShutdown: {
+                // Not ready from this instant: load balancers stop sending new clients here.
+                readiness?.update { $0.drainStarted() }
                 listener.channel.close(promise: nil)
             }
             tasks.cancelAll()
@@ -113,11 +123,10 @@ public final class LicenseServer: Service {
 
     // MARK: - One connection
 
-    /// Serves `connection` if the caps allow; otherwise answers `TOO_MANY_CONNECTIONS` (or,
-    /// when many are being refused already, just closes it).
-    private func admit(_ connection: NIOAsyncChannel<InboundEvent, ByteBuffer>, gate: ConnectionGate) async {
-        let peer = connection.channel.remoteAddress?.ipAddress ?? "unknown"
-        switch gate.arrived(from: peer) {
+    /// Serves `connection` if the caps admitted it; otherwise answers `TOO_MANY_CONNECTIONS`
+    /// (or, when many are being refused already, just closes it).
+    private func admit(_ connection: NIOAsyncChannel<InboundEvent, ByteBuffer>, _ admission: ConnectionLimits.Admission, from peer: String, gate: ConnectionGate) async {
+        switch admission {
         case .admitted:
             defer { gate.release(peer) }
             await serve(connection, peer: peer)

@@ -8,6 +8,8 @@ import LicenseRedis
 import LicenseServer
 import LicenseTokens
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 
 @main
@@ -26,10 +28,10 @@ struct Licensed: AsyncParsableCommand {
         LICENSED_SIGNING_ALG, LICENSED_MAX_FRAME_BYTES, LICENSED_LOG_LEVEL, LICENSED_REDIS_URL, \
         LICENSED_POSTGRES_URL, LICENSED_MIGRATE, LICENSED_BOOTSTRAP_API_KEY, LICENSED_OIDC (specs separated \
         by ';'), LICENSED_FIREBASE_PROJECT, LICENSED_SWEEP_INTERVAL, LICENSED_DRAIN_TIMEOUT, LICENSED_MAX_CONNECTIONS, \
-        LICENSED_MAX_CONNECTIONS_PER_ADDRESS, LICENSED_SIGN_IN_TIMEOUT), then a JSON config file (--config or LICENSED_CONFIG) with the \
+        LICENSED_MAX_CONNECTIONS_PER_ADDRESS, LICENSED_SIGN_IN_TIMEOUT, LICENSED_OPS_LISTEN), then a JSON config file (--config or LICENSED_CONFIG) with the \
         same names in snake_case (listen, data_dir, tls_cert, tls_key, signing_key, signing_alg, \
         max_frame_bytes, log_level, redis_url, postgres_url, migrate, firebase_project, sweep_interval, \
-        drain_timeout, max_connections, max_connections_per_address, sign_in_timeout, and oidc_issuers: \
+        drain_timeout, max_connections, max_connections_per_address, sign_in_timeout, ops_listen, and oidc_issuers: \
         a list of {"issuer", "audience", "jwks_url", "algorithms", "tenant_claim"} objects).
 
         ID-token sign-in: --oidc 'issuer=https://login.example.com,audience=licensed' trusts that issuer \
@@ -87,7 +89,7 @@ struct CommonOptions: ParsableArguments {
         }
         let known: Set = ["listen", "data_dir", "tls_cert", "tls_key", "signing_key", "signing_alg", "max_frame_bytes", "log_level",
                           "redis_url", "postgres_url", "migrate", "firebase_project", "oidc_issuers", "operator_client_ca",
-                          "sweep_interval", "drain_timeout", "max_connections", "max_connections_per_address", "sign_in_timeout"]
+                          "sweep_interval", "drain_timeout", "max_connections", "max_connections_per_address", "sign_in_timeout", "ops_listen"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw ValidationError("config file \(path): unknown setting '\(unknown)'; known: \(known.sorted().joined(separator: ", "))")
         }
@@ -228,6 +230,9 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .customLong("max-connections-per-address"), parsing: .unconditional, help: "Open connections at most from one client address (an IPv6 /64), 1 to 1000000 (default 1000).")
     var maxConnectionsPerAddress: String?
 
+    @Option(name: .customLong("ops-listen"), help: "HOST:PORT of the plain-HTTP ops port (GET /health, /ready, /metrics), or none (default 127.0.0.1:9090).")
+    var opsListen: String?
+
     @Option(name: .customLong("sign-in-timeout"), parsing: .unconditional, help: "Seconds a new connection has to sign in (Hello) before it is closed, 1 to 300 (default 10).")
     var signInTimeout: String?
 
@@ -281,7 +286,20 @@ struct ServeOptions: ParsableArguments {
         listener.signInTimeout = .seconds(try Self.wholeNumber(
             common.resolve(signInTimeout, env: "LICENSED_SIGN_IN_TIMEOUT", file: "sign_in_timeout", default: "10")!,
             option: "--sign-in-timeout (LICENSED_SIGN_IN_TIMEOUT, sign_in_timeout)", in: 1...300, of: "seconds"))
+        let ops = try common.resolve(opsListen, env: "LICENSED_OPS_LISTEN", file: "ops_listen")
+        if let ops, ops.lowercased() == "none" {
+            listener.ops = nil
+        } else {
+            let (host, port) = try Self.parseListen(ops ?? "127.0.0.1:9090", option: "--ops-listen")
+            listener.ops = OpsServer.Configuration(host: host, port: port)
+            // The default address may be taken (Prometheus itself uses 9090): then run without it.
+            listener.ops?.required = ops != nil
+        }
         OpenFileLimit.raise(logger: logger)
+        // Metrics go to Prometheus, exposed on the ops port; the libraries only record them.
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        listener.metrics = { registry.emitToBuffer() }
 
         let settingsCopy = settings
         let listenerCopy = listener
@@ -310,6 +328,10 @@ struct ServeOptions: ParsableArguments {
         var maxConnections: Int?
         var maxConnectionsPerAddress = 1_000
         var signInTimeout: Duration = .seconds(10)
+        /// The ops port, or `nil` for none.
+        var ops: OpsServer.Configuration?
+        /// The Prometheus exposition of the process's metrics.
+        var metrics: @Sendable () -> [UInt8] = { [] }
     }
 
     private static func serve(_ environment: ServerEnvironment, settings: ServerEnvironment.Settings, listener: ListenerSettings, logger: Logger) async throws {
@@ -331,31 +353,39 @@ struct ServeOptions: ParsableArguments {
         configuration.maxConnections = listener.maxConnections
         configuration.maxConnectionsPerAddress = listener.maxConnectionsPerAddress
         configuration.signInTimeout = listener.signInTimeout
+        let readiness = Readiness()
         let server = LicenseServer(
             configuration: configuration,
             dispatcher: Dispatcher(service: environment.service, maxFrameBytes: listener.maxFrameBytes, identity: environment.identity, logger: logger),
-            logger: logger
+            readiness: readiness, logger: logger
         ) { address in
             print("licensed listening on \(address)" + (environment.caCertificatePath.map { " (clients trust \($0))" } ?? ""))
             fflush(nil)
         }
         let group = ServiceGroup(configuration: .init(
             // Services stop in reverse order: the lease writer's last flush follows the server's last call.
-            services: [.init(service: environment.leaseWriter), .init(service: server), .init(service: environment.keyRefresher),
-                       .init(service: environment.sweeper)],
+            // The ops port stops last, so /ready answers 503 while the server drains.
+            services: (listener.ops.map { ops in
+                [.init(service: OpsServer(configuration: ops, readiness: readiness, service: environment.service, logger: logger, metrics: listener.metrics) { address in
+                    print("licensed ops port on http://\(address.ipAddress ?? ops.host):\(address.port ?? ops.port) (/health, /ready, /metrics)")
+                    fflush(nil)
+                })]
+            } ?? []) + [.init(service: environment.leaseWriter), .init(service: server), .init(service: environment.keyRefresher),
+                        .init(service: environment.sweeper)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
         try await group.run()
     }
 
-    static func parseListen(_ text: String) throws -> (String, Int) {
+    static func parseListen(_ text: String, option: String = "--listen") throws -> (String, Int) {
+        let example = option == "--listen" ? "7443" : "9090"
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
-            throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:7443")
+            throw ValidationError("\(option) must be HOST:PORT, e.g. 127.0.0.1:\(example)")
         }
         var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { throw ValidationError("--listen must name a host, e.g. 0.0.0.0:7443") }
+        guard !host.isEmpty else { throw ValidationError("\(option) must name a host, e.g. 0.0.0.0:\(example)") }
         return (host, port)
     }
 }

@@ -388,6 +388,7 @@ final class FailingRepository: LicenseRepository, @unchecked Sendable {
         try await inner.sessions(filter, after: cursor, limit: limit)
     }
     func licensesWithLiveSessions() async throws -> [LicenseID] { try await inner.licensesWithLiveSessions() }
+    func ping() async throws { try await inner.ping() }
     func signingKeys() async throws -> [StoredSigningKey] { try await inner.signingKeys() }
     func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws {
         try await inner.rotateSigningKey(to: key, publishRetiredUntil: publishRetiredUntil, audit: audit)

@@ -136,3 +136,27 @@ struct ClientLimitsTests {
         #expect(throws: LicenseError.self) { _ = try PageToken.auditSequence(PageToken.sessions(after: session)) }
     }
 }
+
+/// `ReadinessState`, the plain data behind `/ready`.
+@Suite("Readiness")
+struct ReadinessStateTests {
+    @Test func readyOnlyWhileListeningNotDrainingWithFreshBackendsAndAKey() {
+        let t0 = ContinuousClock.now
+        var state = ReadinessState(freshness: .seconds(15))
+        #expect(Set(state.failing(at: t0).keys) == ["listener", "signing_key", "repository", "seat_store"])
+        state.listenerStarted()
+        state.signingKey(loaded: true)
+        state.probed("repository", at: t0, failure: nil)
+        state.probed("seat_store", at: t0, failure: nil)
+        #expect(state.failing(at: t0.advanced(by: .seconds(15))).isEmpty)
+        // A failed probe counts at once; a success clears it; silence counts after `freshness`.
+        state.probed("seat_store", at: t0.advanced(by: .seconds(5)), failure: "no answer within 2 s")
+        #expect(state.failing(at: t0.advanced(by: .seconds(5))) == ["seat_store": "no answer within 2 s"])
+        state.probed("seat_store", at: t0.advanced(by: .seconds(10)), failure: nil)
+        #expect(state.failing(at: t0.advanced(by: .seconds(16))) == ["repository": "no answer to a probe within the last 15.0 seconds"])
+        state.probed("repository", at: t0.advanced(by: .seconds(16)), failure: nil)
+        #expect(state.failing(at: t0.advanced(by: .seconds(16))).isEmpty)
+        state.drainStarted()
+        #expect(state.failing(at: t0.advanced(by: .seconds(16)))["listener"]?.contains("draining") == true)
+    }
+}

@@ -13,36 +13,48 @@ import Testing
 /// of file descriptors.
 @Suite("Connection caps", .serialized, .timeLimit(.minutes(3)))
 struct ConnectionCapTests {
-    /// The answer a connection over a cap gets, then the close.
-    static func expectRefused(_ raw: RawConnection, saying words: String) async throws {
-        let answer = try #require(try await raw.readFrame())
-        #expect(answer.id == 0 && answer.status.code == .resourceExhausted && answer.status.reason == "TOO_MANY_CONNECTIONS")
-        #expect(answer.status.message.contains(words) && answer.status.retryAfterMs > 0)
-        #expect(await raw.readsUntilClosed())
+    /// Opens a connection from `source` and sends a good `Hello`: returns the connection and the
+    /// first frame it gets (the Hello's answer, or the refusal that replaces it).
+    static func open(_ server: TestServer, from source: String) async throws -> (RawConnection, ServerFrame) {
+        let raw = try await RawConnection(port: server.port, caFile: server.caFile, source: source)
+        try? await raw.write(frame: .hello(id: 1, apiKey: TestServer.bootstrapKey))
+        return (raw, try #require(try await raw.readFrame()))
+    }
+
+    static func isRefusal(_ frame: ServerFrame, saying words: String) -> Bool {
+        frame.id == 0 && frame.status.code == .resourceExhausted && frame.status.reason == "TOO_MANY_CONNECTIONS"
+            && frame.status.message.contains(words) && frame.status.retryAfterMs > 0
     }
 
     @Test func connectionsOverTheCapsAreAnsweredAndClosedAndOthersAreServed() async throws {
         try await TestServer.run(configure: { $0.maxConnections = 5; $0.maxConnectionsPerAddress = 2 }) { server in
+            // Connections are admitted in the order the server accepts them; each signs in at once.
             var held: [RawConnection] = []
-            for _ in 0..<2 { held.append(try await RawConnection(port: server.port, caFile: server.caFile, source: "127.0.0.2")) }
-            // A third from the same address is refused; another address is not.
-            try await Self.expectRefused(try await RawConnection(port: server.port, caFile: server.caFile, source: "127.0.0.2"), saying: "from this address")
+            for _ in 0..<2 {
+                let (raw, answer) = try await Self.open(server, from: "127.0.0.2")
+                #expect(answer.id == 1 && answer.status.code == .ok, "\(answer.status)")
+                held.append(raw)
+            }
+            // A third from the same address is refused, then closed; another address is not.
+            let (third, refusal) = try await Self.open(server, from: "127.0.0.2")
+            #expect(Self.isRefusal(refusal, saying: "from this address"), "\(refusal.id) \(refusal.status)")
+            #expect(await third.readsUntilClosed())
             for source in ["127.0.0.3", "127.0.0.3", "127.0.0.4"] {
-                held.append(try await RawConnection(port: server.port, caFile: server.caFile, source: source))
+                let (raw, answer) = try await Self.open(server, from: source)
+                #expect(answer.id == 1 && answer.status.code == .ok, "\(answer.status)")
+                held.append(raw)
             }
             // Five are open: the total cap refuses the next, whatever its address.
-            try await Self.expectRefused(try await RawConnection(port: server.port, caFile: server.caFile, source: "127.0.0.5"), saying: "as many connections as it allows")
-            // The held connections still work...
-            try await held[0].write(frame: .hello(id: 1, apiKey: TestServer.bootstrapKey))
-            #expect(try await held[0].readFrame()?.status.code == .ok)
-            // ...and once one closes, a new connection is served.
+            let (sixth, full) = try await Self.open(server, from: "127.0.0.5")
+            #expect(Self.isRefusal(full, saying: "as many connections as it allows"), "\(full.id) \(full.status)")
+            #expect(await sixth.readsUntilClosed())
+            // Once one closes, a new connection is served.
             await held.removeLast().close()
             let deadline = ContinuousClock.now + .seconds(10)
             var served = false
             while !served, ContinuousClock.now < deadline {
-                let next = try await RawConnection(port: server.port, caFile: server.caFile, source: "127.0.0.5")
-                try await next.write(frame: .hello(id: 1, apiKey: TestServer.bootstrapKey))
-                served = try await next.readFrame()?.status.code == .ok
+                let (next, answer) = try await Self.open(server, from: "127.0.0.5")
+                served = answer.id == 1 && answer.status.code == .ok
                 await next.close()
                 if !served { try await Task.sleep(for: .milliseconds(50)) }
             }

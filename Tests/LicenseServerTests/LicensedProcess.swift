@@ -45,7 +45,9 @@ final class LicensedProcess: Sendable {
     /// Starts the daemon (again, after `kill`) and waits until it listens.
     func launch() async throws {
         let offset = (try? FileManager.default.attributesOfItem(atPath: logFile)[.size] as? Int) ?? 0
-        var command = [LicensedBinaryTests.binary, "--data-dir", dataDirectory, "--listen", "127.0.0.1:\(port)", "--log-level", ProcessInfo.processInfo.environment["FAULT_LOG_LEVEL"] ?? "warning"] + arguments
+        // An ops port of its own (a free one) unless the test names one.
+        let ops = arguments.contains("--ops-listen") ? [] : ["--ops-listen", "127.0.0.1:0"]
+        var command = [LicensedBinaryTests.binary, "--data-dir", dataDirectory, "--listen", "127.0.0.1:\(port)", "--log-level", ProcessInfo.processInfo.environment["FAULT_LOG_LEVEL"] ?? "warning"] + ops + arguments
         if let openFileLimit {
             // The shell sets the limit (soft and hard) and becomes the daemon.
             command = ["/bin/sh", "-c", "ulimit -n \(openFileLimit) && exec \"$0\" \"$@\""] + command
