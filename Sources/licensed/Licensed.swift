@@ -25,12 +25,12 @@ struct Licensed: AsyncParsableCommand {
 
         Settings come from, in order of precedence: flags, environment variables (LICENSED_LISTEN, \
         LICENSED_DATA_DIR, LICENSED_TLS_CERT, LICENSED_TLS_KEY, LICENSED_SIGNING_KEY, \
-        LICENSED_SIGNING_ALG, LICENSED_MAX_FRAME_BYTES, LICENSED_LOG_LEVEL, LICENSED_REDIS_URL, \
+        LICENSED_SIGNING_ALG, LICENSED_MAX_FRAME_BYTES, LICENSED_LOG_LEVEL, LICENSED_LOG_FORMAT, LICENSED_REDIS_URL, \
         LICENSED_POSTGRES_URL, LICENSED_MIGRATE, LICENSED_BOOTSTRAP_API_KEY, LICENSED_OIDC (specs separated \
         by ';'), LICENSED_FIREBASE_PROJECT, LICENSED_SWEEP_INTERVAL, LICENSED_DRAIN_TIMEOUT, LICENSED_MAX_CONNECTIONS, \
         LICENSED_MAX_CONNECTIONS_PER_ADDRESS, LICENSED_SIGN_IN_TIMEOUT, LICENSED_OPS_LISTEN), then a JSON config file (--config or LICENSED_CONFIG) with the \
         same names in snake_case (listen, data_dir, tls_cert, tls_key, signing_key, signing_alg, \
-        max_frame_bytes, log_level, redis_url, postgres_url, migrate, firebase_project, sweep_interval, \
+        max_frame_bytes, log_level, log_format, redis_url, postgres_url, migrate, firebase_project, sweep_interval, \
         drain_timeout, max_connections, max_connections_per_address, sign_in_timeout, ops_listen, and oidc_issuers: \
         a list of {"issuer", "audience", "jwks_url", "algorithms", "tenant_claim"} objects).
 
@@ -68,6 +68,9 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
     var logLevel: String?
 
+    @Option(name: .customLong("log-format"), help: "text (default) or json: one JSON object per line (time, severity, message, labels) for Cloud Logging, Loki and the like.")
+    var logFormat: String?
+
     @Option(name: .customLong("postgres-url"), help: "postgres://user:password@host:5432/database[?sslmode=require&pool=16&timeout_ms=5000]. Default: SQLite in the data folder.")
     var postgresURL: String?
 
@@ -87,7 +90,7 @@ struct CommonOptions: ParsableArguments {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ValidationError("config file \(path) is not a JSON object")
         }
-        let known: Set = ["listen", "data_dir", "tls_cert", "tls_key", "signing_key", "signing_alg", "max_frame_bytes", "log_level",
+        let known: Set = ["listen", "data_dir", "tls_cert", "tls_key", "signing_key", "signing_alg", "max_frame_bytes", "log_level", "log_format",
                           "redis_url", "postgres_url", "migrate", "firebase_project", "oidc_issuers", "operator_client_ca",
                           "sweep_interval", "drain_timeout", "max_connections", "max_connections_per_address", "sign_in_timeout", "ops_listen"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
@@ -146,10 +149,22 @@ struct CommonOptions: ParsableArguments {
     func makeLogger() throws -> Logger {
         let levelName = try resolve(logLevel, env: "LICENSED_LOG_LEVEL", file: "log_level", default: "info")!
         guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("unknown log level '\(levelName)'") }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        let format = try resolve(logFormat, env: "LICENSED_LOG_FORMAT", file: "log_format", default: "text")!
+        switch format {
+        case "text":
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        case "json":
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        default:
+            throw ValidationError("--log-format must be text or json, not '\(format)'")
         }
         return Logger(label: "licensed")
     }

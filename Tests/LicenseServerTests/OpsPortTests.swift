@@ -104,4 +104,18 @@ struct OpsPortTests {
         let draining = try await Self.poll(opsPort, "/ready", within: .seconds(3)) { $0.status == 503 }
         #expect(draining.status == 503 && ((draining.json["failing"] as? [String: String])?["listener"] ?? "").contains("draining"), "\(draining.body)")
     }
+
+    @Test func jsonLogsAreOneObjectPerLineWithTheFieldsAggregatorsRead() async throws {
+        let daemon = try await LicensedProcess.start(["--log-format", "json", "--log-level", "info"])
+        defer { Task { await daemon.stop(signal: SIGKILL) } }
+        // Every log line is a JSON object; the daemon's own stdout lines (the listening notice) are not logs.
+        let lines = daemon.log().split(separator: "\n").filter { $0.hasPrefix("{") }
+        #expect(lines.count >= 2, "\(daemon.log())")
+        for line in lines {
+            let entry = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
+            #expect(entry["severity"] as? String == "INFO" || entry["severity"] as? String == "WARNING", "\(line)")
+            #expect((entry["time"] as? String)?.hasSuffix("Z") == true && entry["message"] is String && entry["labels"] is [String: String], "\(line)")
+        }
+        #expect(lines.contains { $0.contains(#""message":"listening""#) && $0.contains(#""address":"#) })
+    }
 }
