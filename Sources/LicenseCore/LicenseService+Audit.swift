@@ -89,7 +89,9 @@ extension LicenseService {
             query.actor = UserID(user)
         }
         if let action = query.action { try Validation.id(action, field: "action") }
-        guard (1...1000).contains(query.limit) else { throw LicenseError.invalid("limit must be between 1 and 1000") }
+        guard (1...PageSlice<AuditEvent>.maximumSize).contains(query.limit) else {
+            throw LicenseError.invalid("limit must be between 1 and \(PageSlice<AuditEvent>.maximumSize)")
+        }
         if let since = query.since, let until = query.until, until <= since {
             throw LicenseError.invalid("until must be later than since")
         }

@@ -1,4 +1,5 @@
 import LicenseCore
+import LicenseWire
 
 /// The life of one client connection as plain data: which calls are allowed, how many are in
 /// flight, and when the connection may close. Each event returns the action the handler must
@@ -50,7 +51,7 @@ public struct ConnectionStateMachine: Sendable {
     ///   - maxRefusedHellos: refused `Hello`s after which the connection is closed (the last
     ///     refusal is still answered). Default 3.
     ///   - answerLimit: the answer limit until a `Hello` announces one.
-    public init(maxRefusedHellos: Int = 3, answerLimit: Int = 65_536) {
+    public init(maxRefusedHellos: Int = 3, answerLimit: Int = WireProtocol.defaultMaxFrameBytes) {
         self.maxRefusedHellos = max(1, maxRefusedHellos)
         self.answerLimit = answerLimit
     }

@@ -311,7 +311,7 @@ extension LicenseServer {
 final class LockedStateMachine: Sendable {
     private let machine: Mutex<ConnectionStateMachine>
 
-    init(maxRefusedHellos: Int = 3, answerLimit: Int = 65_536) {
+    init(maxRefusedHellos: Int = 3, answerLimit: Int = WireProtocol.defaultMaxFrameBytes) {
         machine = Mutex(ConnectionStateMachine(maxRefusedHellos: maxRefusedHellos, answerLimit: answerLimit))
     }
 

@@ -89,24 +89,17 @@ public final class Readiness: Sendable {
     /// `nil` when `body` succeeds within `deadline`, otherwise a short reason (no error text:
     /// it could name a host or a user).
     private static func attempt(_ deadline: Duration, _ body: @escaping @Sendable () async throws -> Void) async -> String? {
-        await withTaskGroup(of: String?.self) { group in
-            group.addTask {
-                do {
-                    try await body()
-                    return nil
-                } catch let error as LicenseError {
-                    return "probe failed: \(error.reason.rawValue)"
-                } catch {
-                    return "probe failed: \(type(of: error))"
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: deadline)
-                return "no answer within \(deadline)"
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
+        do {
+            try await withDeadline(deadline, orThrow: { ProbeTimeout() }, body)
+            return nil
+        } catch is ProbeTimeout {
+            return "no answer within \(deadline)"
+        } catch let error as LicenseError {
+            return "probe failed: \(error.reason.rawValue)"
+        } catch {
+            return "probe failed: \(type(of: error))"
         }
     }
+
+    private struct ProbeTimeout: Error {}
 }

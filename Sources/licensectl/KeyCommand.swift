@@ -125,7 +125,6 @@ struct AuditCommand: AsyncParsableCommand {
         request.action = action
         if let since { request.sinceMs = try TimeArgument.milliseconds(since, option: "--since") }
         if let until { request.untilMs = try TimeArgument.milliseconds(until, option: "--until") }
-        let limit = limit == 0 ? nil : Int(limit)
         try await connection.run { client in
             var list = Coditect_License_V1_AuditEventList()
             list.events = try await Pages.collect(limit: limit) { token, size in

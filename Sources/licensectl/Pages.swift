@@ -5,9 +5,11 @@ import ArgumentParser
 enum Pages {
     static let size = 1000
 
+    /// `limit` is a `--limit` option's value: at most that many items; 0 or none: every item.
     static func collect<Item>(
-        limit: Int? = nil, _ page: (_ token: String, _ size: UInt32) async throws -> (items: [Item], next: String)
+        limit: UInt32? = nil, _ page: (_ token: String, _ size: UInt32) async throws -> (items: [Item], next: String)
     ) async throws -> [Item] {
+        let limit = limit.flatMap { $0 == 0 ? nil : Int($0) }
         var items: [Item] = []
         var token = ""
         while true {

@@ -135,7 +135,7 @@ struct SessionCommand: AsyncParsableCommand {
         func run() async throws {
             try await connection.run { client in
                 var list = Coditect_License_V1_SessionList()
-                list.sessions = try await Pages.collect(limit: limit.flatMap { $0 == 0 ? nil : Int($0) }) { token, size in
+                list.sessions = try await Pages.collect(limit: limit) { token, size in
                     var request = Coditect_License_V1_ListSessionsRequest()
                     request.licenseID = license
                     request.userID = user
