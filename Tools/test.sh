@@ -7,7 +7,11 @@
 #                             start their own servers and a three-master Redis Cluster)
 #   redis-sentinel            Debian's redis-sentinel (the failover test runs three sentinels)
 #   sslscan                   Debian's sslscan (the TLS policy test lists the server's suites)
+#   prometheus, promtool      Debian's prometheus (promtool checks the metrics and alert rules;
+#                             a real Prometheus proves the alerts fire)
 #   joserfc                   from PyPI (the independent JOSE verifier of the token tests)
+#   promql-parser, PyYAML     from PyPI (Tools/check_observability.py parses the dashboards'
+#                             and rules' PromQL)
 #   a `postgres` user         when run as root (PostgreSQL refuses to run as root)
 # PostgreSQL 15's server binaries (initdb, postgres) must be present already; they are looked for
 # on PATH and in /usr/lib/postgresql/*/bin.
@@ -28,6 +32,7 @@ command -v redis-server >/dev/null || packages+=(redis-server)
 command -v redis-cli >/dev/null || packages+=(redis-tools)
 command -v redis-sentinel >/dev/null || packages+=(redis-sentinel)
 command -v sslscan >/dev/null || packages+=(sslscan)
+{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || packages+=(prometheus)
 if ((${#packages[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing ${packages[*]} (Debian packages)"
@@ -44,12 +49,19 @@ if ! python3 -c "import joserfc" 2>/dev/null; then
   python3 -m pip install --quiet joserfc || { say "missing the Python package joserfc: pip install joserfc"; exit 1; }
 fi
 
+for module in promql_parser:promql-parser yaml:PyYAML; do
+  if ! python3 -c "import ${module%%:*}" 2>/dev/null; then
+    say "installing ${module#*:} (PyPI)"
+    python3 -m pip install --quiet "${module#*:}" || { say "missing the Python package ${module#*:}: pip install ${module#*:}"; exit 1; }
+  fi
+done
+
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   say "creating the postgres user the test databases run as"
   useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
 fi
 
-for tool in redis-server redis-cli redis-sentinel sslscan initdb postgres python3; do
+for tool in redis-server redis-cli redis-sentinel sslscan promtool prometheus initdb postgres python3; do
   command -v "$tool" >/dev/null || { say "missing $tool (PostgreSQL 15's server binaries must be installed: initdb, postgres)"; exit 1; }
 done
 

@@ -119,7 +119,15 @@ public final class LicenseConnection: Sendable {
         frame.timeoutMs = UInt32(clamping: limit.milliseconds)
         frame.call = call
         let promise = channel.eventLoop.makePromise(of: ServerFrame.self)
-        channel.writeAndFlush(RequestEnvelope(frame: frame, promise: promise, timeout: TimeAmount(limit)), promise: nil)
+        // A channel that closed a moment ago has no frame handler left to answer (or fail) the
+        // request: its write fails with `ioOnClosedChannel` instead, and so must the request, or
+        // it would wait forever. (Other failures are the handler's to report, with the server's
+        // reason; completing the promise a second time does nothing.)
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { error in
+            if case ChannelError.ioOnClosedChannel = error { promise.fail(LicenseCallError.connectionClosed()) }
+        }
+        channel.writeAndFlush(RequestEnvelope(frame: frame, promise: promise, timeout: TimeAmount(limit)), promise: written)
         return try await promise.futureResult.get()
     }
 

@@ -1,3 +1,5 @@
+import Metrics
+
 /// The batching half of group commit, shared by the SQLite and Postgres repositories.
 ///
 /// Callers queue units of work. The caller that finds no batch running leads one: it hands every
@@ -41,6 +43,11 @@ public actor GroupCommitQueue<Connection> {
         return box.value!
     }
 
+    /// `licensed_group_commit_duration_seconds` (one batch's commit) and
+    /// `licensed_group_commit_batch_size` (units per batch).
+    private let commitDuration = Metrics.Timer(label: "licensed_group_commit_duration_seconds", preferredDisplayUnit: .seconds)
+    private let batchSize = Recorder(label: "licensed_group_commit_batch_size", aggregate: true)
+
     /// Units waiting for the next batch (for metrics and tests).
     public var waiting: Int { queue.count }
 
@@ -50,7 +57,12 @@ public actor GroupCommitQueue<Connection> {
         // Too late to start (less than `GroupCommitUnit.minimumBudget` left): fail at once, without a database
         // call and without waiting for the batch.
         let live = batch.filter { !failIfExpired($0) }
-        if !live.isEmpty { await commit(live) }
+        if !live.isEmpty {
+            let start = ContinuousClock.now
+            await commit(live)
+            commitDuration.recordSince(start)
+            batchSize.record(live.count)
+        }
         for unit in live { unit.wake?.resume(returning: false) }
         // The next leader is the first queued unit with time left: one whose deadline passed
         // while it waited must answer now, not after leading a batch of others.

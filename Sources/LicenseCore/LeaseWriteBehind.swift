@@ -12,6 +12,8 @@ import Synchronization
 /// changed (the repository skips them).
 public final class LeaseWriteBehind: Sendable {
     private let pending = Mutex<[SessionID: Timestamp]>([:])
+    /// When the oldest expiry not yet written was recorded (`nil`: everything is written).
+    private let oldestUnwritten = Mutex<ContinuousClock.Instant?>(nil)
     private struct Control {
         var stopping = false
         var waiter: CheckedContinuation<Void, Never>?
@@ -36,10 +38,18 @@ public final class LeaseWriteBehind: Sendable {
 
     /// Records a session's new expiry; a later record for the same session replaces it.
     public func record(_ session: SessionID, expiresAt: Timestamp) {
-        pending.withLock { pending in
-            if let current = pending[session], current >= expiresAt { return }
+        let first = pending.withLock { pending in
+            if let current = pending[session], current >= expiresAt { return false }
             pending[session] = expiresAt
+            return pending.count == 1
         }
+        if first { oldestUnwritten.withLock { $0 = $0 ?? .now } }
+    }
+
+    /// How long the oldest expiry not yet written has waited (zero when all are written): the
+    /// most a session row lags behind its seat. `licensed_write_behind_lag_seconds`.
+    public func lag(at now: ContinuousClock.Instant = .now) -> Duration {
+        oldestUnwritten.withLock { $0.map { max(.zero, $0.duration(to: now)) } ?? .zero }
     }
 
     /// Expiries recorded and not yet written.
@@ -48,6 +58,7 @@ public final class LeaseWriteBehind: Sendable {
     /// Writes everything recorded so far. On a repository failure the unwritten expiries are
     /// kept for the next flush (unless a newer one was recorded meanwhile) and the error is thrown.
     public func flush() async throws {
+        let started = ContinuousClock.now
         let batch = pending.withLock { pending in
             defer { pending.removeAll(keepingCapacity: true) }
             return pending
@@ -67,6 +78,9 @@ public final class LeaseWriteBehind: Sendable {
             }
             remaining = remaining.dropFirst(chunk.count)
         }
+        // Written: what was recorded meanwhile is no older than this flush.
+        let more = pending.withLock { !$0.isEmpty }
+        oldestUnwritten.withLock { $0 = more ? started : nil }
     }
 
     /// Flushes every `interval` until `stop()` (or cancellation), then flushes once more.

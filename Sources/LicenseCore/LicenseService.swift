@@ -1,5 +1,6 @@
 import Crypto
 import Logging
+import Metrics
 
 /// What the server needs to know to run the domain.
 public struct ServiceConfiguration: Sendable {
@@ -270,6 +271,11 @@ public struct LicenseService: Sendable {
         return now.duration(to: clientExpiry) < policy.offlineGrace - share
     }
 
+    /// `licensed_signing_duration_seconds`: signing one lease token.
+    static let signingDuration = Metrics.Timer(label: "licensed_signing_duration_seconds", preferredDisplayUnit: .seconds)
+    /// `licensed_signing_errors_total`: lease tokens that could not be signed.
+    public static let signingErrors = Counter(label: "licensed_signing_errors_total")
+
     func makeToken(license: License, sessionID: SessionID, userID: UserID, hardwareID: String, now: Timestamp) throws -> (String, Timestamp) {
         var expiry = now.advanced(by: license.policy.offlineGrace)
         if let until = license.validUntil { expiry = min(expiry, until) }
@@ -283,8 +289,12 @@ public struct LicenseService: Sendable {
             expiresAt: expiry.secondsSinceEpoch, tokenID: IdentifierGenerator.make(prefix: "tok", byteCount: 12)
         )
         do {
-            return (try signer.sign(claims), expiry)
+            let start = ContinuousClock.now
+            let token = try signer.sign(claims)
+            Self.signingDuration.recordSince(start)
+            return (token, expiry)
         } catch {
+            Self.signingErrors.increment()
             logger.error("lease token signing failed", metadata: ["error": "\(type(of: error))"])
             throw LicenseError(.internal, .internalError, "the lease token could not be signed")
         }

@@ -29,6 +29,8 @@ struct PostgresGroupCommitter: Sendable {
             do {
                 try await withDeadline(ContinuousClock.now.duration(to: latest)) {
                     try await client.withConnection { connection in
+                        PostgresMetrics.connectionsInUse.increment()
+                        defer { PostgresMetrics.connectionsInUse.decrement() }
                         let connection = BatchConnection(connection, logger: logger)
                         connection.limitStatements(to: earliest)
                         try await Self.commit(batch, on: connection, logger: logger)

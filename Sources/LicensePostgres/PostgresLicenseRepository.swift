@@ -36,6 +36,8 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
             self.logger = logger
             (probeRequests, probeRequester) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
             self.client = PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: logger)
+            PostgresMetrics.poolSize.record(settings.maximumConnections)
+            PostgresMetrics.createErrorSeries()
             self.committers = (0..<max(1, settings.writers)).map { [client] _ in
                 PostgresGroupCommitter(client: client, timeout: settings.operationTimeout, logger: logger)
             }
@@ -198,7 +200,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
 
     public func migrate() async throws {
         let logger = core.logger
-        try await mapErrors {
+        try await mapErrors("migrate") {
             try await withDeadline(.seconds(120)) { [core] in
                 try await core.client.withConnection { connection in
                     try await connection.execute("SELECT set_config('statement_timeout', '120000', false)", logger: logger)
@@ -662,11 +664,13 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
     private func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let scope = self.scope
         let core = self.core
-        return try await mapErrors {
+        return try await mapErrors("read") {
             let timeout = core.settings.operationTimeout
             let deadline = ContinuousClock.now.advanced(by: timeout)
             return try await withDeadline(timeout) {
                 try await core.client.withConnection { connection in
+                    PostgresMetrics.connectionsInUse.increment()
+                    defer { PostgresMetrics.connectionsInUse.decrement() }
                     // Every use of a pooled connection sets its statement timeout first (a write
                     // batch sets what its callers have left).
                     let left = String(BatchConnection.statementTimeout(until: deadline))
@@ -684,7 +688,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
     private func write<T: Sendable>(payload: SessionWrite? = nil, _ body: @escaping @Sendable (BatchConnection, Logger) async throws -> T) async throws -> T {
         let scope = self.scope
         let logger = core.logger
-        return try await mapErrors {
+        return try await mapErrors("write") {
             try await core.committer.perform(payload: payload) { connection in
                 try await connection.scope(to: scope)
                 return try await body(connection, logger)
@@ -692,8 +696,17 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         }
     }
 
-    private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
-        try admit()
+    /// Runs `body` (a `read`, `write` or `migrate` operation, as its metrics name it) if the
+    /// repository is not marked down, and turns its failures into `LicenseError`s.
+    private func mapErrors<T>(_ operation: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            try admit()
+        } catch {
+            PostgresMetrics.failed(operation, kind: "unavailable")
+            throw error
+        }
+        let start = ContinuousClock.now
+        defer { PostgresMetrics.durations[operation]?.recordSince(start) }
         do {
             return try await body()
         } catch let error as LicenseError {
@@ -707,11 +720,13 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
                 // A row-level security refusal: the row belongs to another tenant.
                 throw LicenseError(.notFound, .tenantUnknown, "not found")
             default:
+                PostgresMetrics.failed(operation, kind: PostgresMetrics.kind(of: error))
                 core.logger.debug("postgres call failed", metadata: ["sqlstate": "\(error.serverInfo?[.sqlState] ?? "-")", "code": "\(error.code)"])
                 throw LicenseError.backendUnavailable("the repository")
             }
         } catch {
             noteFailure(error)
+            PostgresMetrics.failed(operation, kind: PostgresMetrics.kind(of: error))
             core.logger.debug("postgres call failed", metadata: ["error": "\(type(of: error))"])
             throw LicenseError.backendUnavailable("the repository")
         }

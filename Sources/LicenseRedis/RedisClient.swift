@@ -1,4 +1,6 @@
+import LicenseCore
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -30,6 +32,10 @@ public final class RedisClient: Sendable {
         self.seed = RedisNodePool(host: configuration.host, port: configuration.port, configuration: configuration, group: group)
         self.sentinel = configuration.sentinels.isEmpty ? nil : RedisSentinelPrimary(configuration: configuration, group: group, logger: logger)
         self.cluster = NIOLockedValueBox(ClusterState(pools: [seed.address: seed]))
+        // Every error series exists from the start at 0, so rates and alerts see the first error.
+        for code in [RedisClientError.Code.unreachable, .connectionClosed, .timeout, .protocolError, .server, .unexpectedReply, .configuration] {
+            Counter(label: "licensed_redis_errors_total", dimensions: [("code", code.rawValue)]).increment(by: 0)
+        }
     }
 
     /// Sends a command. `routingKey` is one of the command's keys; it picks the node in cluster mode.
@@ -41,6 +47,27 @@ public final class RedisClient: Sendable {
     /// server at the other end of the connection chosen): a script can then tell whether it runs
     /// on the server that wrote what it finds. Rebuilt for every server a redirection leads to.
     public func send(routingKey: String?, _ make: (String) -> RedisCommand) async throws -> RESPValue {
+        let start = ContinuousClock.now
+        Self.inFlight.increment()
+        defer {
+            Self.inFlight.decrement()
+            Self.duration.recordSince(start)
+        }
+        do {
+            return try await routed(routingKey: routingKey, make)
+        } catch {
+            let code = (error as? RedisClientError)?.code.rawValue ?? RedisClientError.Code.unreachable.rawValue
+            Counter(label: "licensed_redis_errors_total", dimensions: [("code", code)]).increment()
+            throw error
+        }
+    }
+
+    /// `licensed_redis_command_duration_seconds` and `licensed_redis_commands_in_flight`: every
+    /// command from the call to its reply or failure, redirections and reconnects included.
+    static let duration = Metrics.Timer(label: "licensed_redis_command_duration_seconds", preferredDisplayUnit: .seconds)
+    static let inFlight = Meter(label: "licensed_redis_commands_in_flight")
+
+    private func routed(routingKey: String?, _ make: (String) -> RedisCommand) async throws -> RESPValue {
         if let sentinel { return try await sentinel.send(make) }
         guard configuration.cluster, let routingKey else { return try await seed.send(make) }
         let slot = Int(RedisHashSlot.slot(of: routingKey))

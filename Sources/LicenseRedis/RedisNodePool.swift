@@ -1,3 +1,4 @@
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -39,6 +40,9 @@ final class RedisNodePool: Sendable {
     }
 
     var address: String { "\(host):\(port)" }
+
+    /// `licensed_redis_connections_open`: connections made and not yet closed, over every pool.
+    static let openConnections = Meter(label: "licensed_redis_connections_open")
 
     /// Sends one command on one of the pool's connections.
     func send(_ command: RedisCommand) async throws -> RESPValue {
@@ -85,6 +89,9 @@ final class RedisNodePool: Sendable {
             switch result {
             case .success(let connection):
                 state.failures = 0
+                // Counted until it closes, for whatever reason.
+                Self.openConnections.increment()
+                connection.channel.closeFuture.whenComplete { _ in Self.openConnections.decrement() }
                 if state.closed { connection.close() } else { state.slots[index] = .ready(connection) }
             case .failure:
                 state.slots[index] = .empty

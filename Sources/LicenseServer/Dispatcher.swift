@@ -43,13 +43,12 @@ public struct Dispatcher: Sendable {
     /// is the common name of a client certificate verified against the operator client CA; a
     /// `Hello` without a credential signs in as the operator it names.
     public func hello(id: UInt64, _ hello: Coditect_License_V1_Hello, peer: String = "unknown", clientCertificateName: String? = nil) async -> (ServerFrame, Principal?) {
-        let timer = Self.timers["hello"]!
         let start = ContinuousClock.now
-        defer { timer.recordNanoseconds(TimeAmount(ContinuousClock.now - start).nanoseconds) }
         var kind = "none"
         if let throttled = throttle.admit(peer, now: service.clock.now()) {
             await recordRefusal(throttled, kind: Self.credentialKind(hello), peer: peer)
-            return (failure(id: id, call: "hello", throttled), nil)
+            CallMetrics.shared.record("hello", since: start, error: throttled)
+            return (.failure(id: id, throttled), nil)
         }
         do {
             guard hello.protocolVersion == WireProtocol.version else {
@@ -86,6 +85,7 @@ public struct Dispatcher: Sendable {
             result.maxFrameBytes = UInt32(maxFrameBytes)
             var frame = ServerFrame.ok(id: id)
             frame.hello = result
+            CallMetrics.shared.record("hello", since: start, error: nil)
             return (frame, principal)
         } catch {
             var licenseError = Self.licenseError(error, call: "hello", logger: logger)
@@ -94,7 +94,8 @@ public struct Dispatcher: Sendable {
                 licenseError.retryAfter = wait
             }
             await recordRefusal(licenseError, kind: kind, peer: peer)
-            return (failure(id: id, call: "hello", licenseError), nil)
+            CallMetrics.shared.record("hello", since: start, error: licenseError)
+            return (.failure(id: id, licenseError), nil)
         }
     }
 
@@ -118,17 +119,18 @@ public struct Dispatcher: Sendable {
     public func handle(_ request: ClientFrame, as principal: Principal, answerLimit: Int? = nil) async -> ServerFrame {
         let call = Self.name(of: request.call)
         let start = ContinuousClock.now
-        defer { Self.timers[call]?.recordNanoseconds(TimeAmount(ContinuousClock.now - start).nanoseconds) }
         do {
             let frame = try await perform(request, as: principal, answerLimit: answerLimit ?? maxFrameBytes)
             if Self.adminReads.contains(call) {
                 await audit(AuditEvent(at: service.clock.now(), tenantID: principal.tenantID, actor: principal.userID, action: "read." + call, target: Self.target(of: request.call)))
             }
+            CallMetrics.shared.record(call, since: start, error: nil)
             return frame
         } catch {
             let licenseError = Self.licenseError(error, call: call, logger: logger)
             await auditRefusal(licenseError, tenant: principal.tenantID, actor: principal.userID, action: "refused." + call, target: Self.target(of: request.call))
-            return failure(id: request.id, call: call, licenseError)
+            CallMetrics.shared.record(call, since: start, error: licenseError)
+            return .failure(id: request.id, licenseError)
         }
     }
 
@@ -285,27 +287,11 @@ public struct Dispatcher: Sendable {
         return LicenseError(.internal, .internalError, "internal error")
     }
 
-    private func failure(id: UInt64, call: String, _ error: LicenseError) -> ServerFrame {
-        Counter(label: "licensed_call_errors_total", dimensions: [("call", call), ("reason", error.reason.rawValue)]).increment()
-        return .failure(id: id, error)
-    }
-
     /// Administrative calls that change nothing; the dispatcher audits them (the service audits changes).
     static let adminReads: Set<String> = [
         "list_tenants", "get_tenant", "get_license", "list_licenses", "license_status", "list_users", "list_api_keys",
         "list_sessions", "query_audit",
     ]
-
-    static let callNames = [
-        "hello", "acquire", "heartbeat", "release", "get_signing_keys", "create_tenant", "list_tenants", "get_tenant", "update_tenant",
-        "create_license", "get_license", "update_license", "list_licenses", "license_status", "create_user", "list_users",
-        "set_user_disabled", "create_api_key", "list_api_keys", "rotate_api_key", "revoke_api_key", "list_sessions",
-        "revoke_session", "query_audit", "rotate_signing_key", "unknown",
-    ]
-
-    static let timers: [String: Metrics.Timer] = Dictionary(uniqueKeysWithValues: callNames.map {
-        ($0, Metrics.Timer(label: "licensed_call_duration_seconds", dimensions: [("call", $0)], preferredDisplayUnit: .seconds))
-    })
 
     static func name(of call: ClientFrame.OneOf_Call?) -> String {
         switch call {

@@ -21,7 +21,8 @@ public final class LicenseServer: Service {
     private let logger: Logger
     private let onListening: @Sendable (SocketAddress) -> Void
     private let readiness: Readiness?
-    private let connections = Meter(label: "licensed_connections")
+    private let connections = Meter(label: "licensed_connections_open")
+    private let callsInFlight = Meter(label: "licensed_calls_in_flight")
     private let refusedConnections = Counter(label: "licensed_connections_refused_total")
     private let sessionNotices = SessionNotices()
 
@@ -41,6 +42,7 @@ public final class LicenseServer: Service {
     }
 
     public func run() async throws {
+        TLSHandshakeMetrics.createSeries()
         let sslContext = try NIOSSLContext(configuration: configuration.effectiveTLS)
         let config = configuration
         let gate = ConnectionGate(ConnectionLimits(total: connectionCap(), perAddress: config.maxConnectionsPerAddress))
@@ -60,6 +62,7 @@ public final class LicenseServer: Service {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(TLSSniffer())
                     try sync.addHandler(NIOSSLServerHandler(context: sslContext))
+                    try sync.addHandler(TLSHandshakeMetrics())
                     try sync.addHandler(FrameReader(
                         maxFrameBytes: config.maxFrameBytes, frameTimeout: TimeAmount(config.frameTimeout),
                         idleTimeout: TimeAmount(config.idleTimeout)
@@ -281,7 +284,10 @@ public final class LicenseServer: Service {
             }
         case .dispatch(let principal):
             let notices = sessionNotices
+            let inFlight = callsInFlight
             group.addTask {
+                inFlight.increment()
+                defer { inFlight.decrement() }
                 if recheck.claimDue(at: dispatcher.service.clock.now()), let refusal = await dispatcher.recheck(principal) {
                     // The credential lapsed while the connection was open: unauthenticated until a new Hello.
                     machine.withLock { $0.credentialLapsed(principal) }

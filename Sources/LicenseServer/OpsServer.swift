@@ -1,6 +1,7 @@
 import Foundation
 import LicenseCore
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -42,16 +43,21 @@ public final class OpsServer: Service {
     private let logger: Logger
     private let onListening: @Sendable (SocketAddress) -> Void
     private let open = Atomic<Int>(0)
+    private let process = ProcessMetrics()
+    private let ready = Gauge(label: "licensed_ready")
+    private let leaseWriter: LeaseWriterService?
+    private let writeBehindLag = Gauge(label: "licensed_write_behind_lag_seconds")
 
     /// `metrics` renders the exposition of the process's metrics backend (the executable
     /// bootstraps it); `onListening` is called with the bound address.
     public init(
-        configuration: Configuration, readiness: Readiness, service: LicenseService, logger: Logger,
+        configuration: Configuration, readiness: Readiness, service: LicenseService, leaseWriter: LeaseWriterService? = nil, logger: Logger,
         metrics: @escaping @Sendable () -> [UInt8], onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) {
         self.configuration = configuration
         self.readiness = readiness
         self.service = service
+        self.leaseWriter = leaseWriter
         self.metrics = metrics
         self.logger = logger
         self.onListening = onListening
@@ -147,6 +153,8 @@ public final class OpsServer: Service {
             headers.add(name: "Content-Type", value: contentType)
             headers.add(name: "Content-Length", value: String(body.count))
             headers.add(name: "Connection", value: "close")
+            // Every answer is about this instant: no cache may keep it.
+            headers.add(name: "Cache-Control", value: "no-store")
             try await outbound.write(.head(HTTPResponseHead(version: head.version, status: status, headers: headers)))
             if head.method != .HEAD { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
             try await outbound.write(.end(nil))
@@ -166,6 +174,10 @@ public final class OpsServer: Service {
             let json = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data()
             return (failing.isEmpty ? .ok : .serviceUnavailable, "application/json", Array(json) + [10])
         case "/metrics":
+            // Read at scrape time: the process's own counters and the readiness already known.
+            process.update()
+            ready.record(readiness.failing().isEmpty ? 1 : 0)
+            if let leaseWriter { writeBehindLag.record(Double(leaseWriter.writer.lag().components.seconds) + Double(leaseWriter.writer.lag().components.attoseconds) / 1e18) }
             return (.ok, "text/plain; version=0.0.4; charset=utf-8", metrics())
         default:
             return (.notFound, "text/plain", Array("not found: try /health, /ready or /metrics\n".utf8))

@@ -1,5 +1,6 @@
 import Foundation
 import LicenseCore
+import Metrics
 import Synchronization
 
 /// What `GET /ready` answers, as plain data: ready only while the listener accepts and is not
@@ -83,6 +84,9 @@ public final class Readiness: Sendable {
         update { state in
             for (backend, failure) in outcomes { state.probed(backend, at: now, failure: failure) }
             state.signingKey(loaded: !(keys ?? []).isEmpty)
+        }
+        for (backend, failure) in outcomes {
+            Gauge(label: "licensed_backend_up", dimensions: [("backend", backend)]).record(failure == nil ? 1 : 0)
         }
     }
 

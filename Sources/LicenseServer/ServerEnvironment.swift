@@ -59,6 +59,8 @@ public struct ServerEnvironment: Sendable {
     public let tls: TLSConfiguration
     /// The CA clients should trust, when the TLS material was generated.
     public let caCertificatePath: String?
+    /// When the server's TLS certificate (the first of its chain) expires.
+    public let certificateExpiry: Timestamp?
     /// The bootstrap API key, only on the start that generated it (print it once). `nil` when
     /// the key came from `Settings.bootstrapAPIKey` (the environment): whoever set it has it, and
     /// it must not reach a terminal or a log.
@@ -143,7 +145,9 @@ public struct ServerEnvironment: Sendable {
         default:
             throw LicenseError(.invalidArgument, .invalidRequest, "give both --tls-cert and --tls-key, or neither")
         }
-        let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
+        let certificates = try NIOSSLCertificate.fromPEMFile(certificatePath)
+        let certificateExpiry = certificates.first.map { Timestamp(millisecondsSinceEpoch: Int64($0.notValidAfter) * 1000) }
+        let chain = certificates.map { NIOSSLCertificateSource.certificate($0) }
         let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv12
@@ -236,7 +240,7 @@ public struct ServerEnvironment: Sendable {
             refusedTypes: [leaseTokenType], logger: logger
         )
         return ServerEnvironment(
-            service: service, repository: repository, tls: tls, caCertificatePath: caPath, newBootstrapKey: newKey, createdBootstrapOperator: createdOperator,
+            service: service, repository: repository, tls: tls, caCertificatePath: caPath, certificateExpiry: certificateExpiry, newBootstrapKey: newKey, createdBootstrapOperator: createdOperator,
             identity: identity, keyRefresher: SigningKeyRefresher(repository: repository, signer: keyRing, clock: clock, logger: logger),
             leaseWriter: LeaseWriterService(writer: leaseWriter), sweeper: SessionSweeperService(service: service, logger: logger, interval: settings.sweepInterval)
         )

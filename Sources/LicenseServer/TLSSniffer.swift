@@ -39,6 +39,7 @@ final class TLSSniffer: ChannelInboundHandler, RemovableChannelHandler {
             held = bytes
         case .offers(let protocols) where !protocols.isEmpty && !protocols.contains(WireProtocol.alpn):
             done = true
+            context.fireUserInboundEventTriggered(TLSHandshakeMetrics.Refused(reason: .noApplicationProtocol))
             let channel = context.channel
             let alert = context.channel.allocator.buffer(bytes: Self.noApplicationProtocolAlert)
             context.writeAndFlush(wrapOutboundOut(alert)).whenComplete { _ in channel.close(promise: nil) }
@@ -51,6 +52,7 @@ final class TLSSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     private func refusePlaintext(_ context: ChannelHandlerContext) {
         done = true
+        context.fireUserInboundEventTriggered(TLSHandshakeMetrics.Refused(reason: .notTLS))
         let error = LicenseError(.failedPrecondition, .tlsRequired, "this port speaks TLS only (ALPN \(WireProtocol.alpn))")
         if let frame = try? FrameEncoder.frame(ServerFrame.failure(id: 0, error), allocator: context.channel.allocator) {
             let channel = context.channel

@@ -22,15 +22,15 @@ struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
         var labels: [String: String] = [:]
-        for (key, value) in metadata.merging(explicit ?? [:], uniquingKeysWith: { _, new in new }) { labels[key] = "\(value)" }
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) { labels[key] = "\(value)" }
         let entry: [String: Any] = [
             "time": Self.time(Date()),
-            "severity": Self.severity(level),
-            "message": message.description,
+            "severity": Self.severity(event.level),
+            "message": event.message.description,
             "logger": label,
-            "source": source,
+            "source": event.source,
             "labels": labels,
             "logging.googleapis.com/labels": labels,
         ]

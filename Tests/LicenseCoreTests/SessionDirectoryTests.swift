@@ -114,6 +114,9 @@ struct SessionDirectoryTests {
         for lease in leases { _ = try await service.heartbeat(session: lease.sessionID.rawValue, clientTokenExpiry: nil, by: user) }
         let renewedTo = clock.now().advanced(by: .seconds(360))
         #expect(writer.pendingCount == 3)
+        // The lag is how long the oldest unwritten expiry has waited.
+        let later = ContinuousClock.now.advanced(by: .seconds(42))
+        #expect(writer.lag(at: later) >= .seconds(42) && writer.lag(at: later) < .seconds(60), "\(writer.lag(at: later))")
         #expect(try await repository.session(leases[0].sessionID)?.leaseExpiresAt == leases[0].leaseExpiresAt, "not written before the flush")
 
         // An older expiry never replaces a newer one.
@@ -121,6 +124,7 @@ struct SessionDirectoryTests {
         failing.failSessionWrites(true)
         await #expect(throws: (any Error).self) { try await writer.flush() }
         #expect(writer.pendingCount == 3, "nothing written is lost")
+        #expect(writer.lag(at: later) >= .seconds(42), "a failed flush leaves the lag growing")
         failing.failSessionWrites(false)
 
         // An ended session's row keeps its lease.
@@ -133,6 +137,7 @@ struct SessionDirectoryTests {
             writer.stop()
         }
         #expect(writer.pendingCount == 0)
+        #expect(writer.lag(at: later) == .zero, "all written")
         #expect(try await repository.session(leases[0].sessionID)?.leaseExpiresAt == renewedTo)
         #expect(try await repository.session(leases[1].sessionID)?.leaseExpiresAt == renewedTo)
         #expect(try await repository.session(leases[2].sessionID)?.leaseExpiresAt == ended)

@@ -23,6 +23,7 @@ struct OpsPortTests {
     static func get(_ port: Int, _ path: String) async throws -> Answer {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
         request.timeoutInterval = 5
+        request.cachePolicy = .reloadIgnoringLocalAndRemoteCacheData
         let (data, response) = try await URLSession.shared.data(for: request)
         return Answer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: String(decoding: data, as: UTF8.self))
     }
@@ -58,7 +59,7 @@ struct OpsPortTests {
         await client.close()
         let metrics = try await Self.get(opsPort, "/metrics")
         #expect(metrics.status == 200)
-        for name in ["licensed_connections", "licensed_connections_refused_total"] {
+        for name in ["licensed_connections_open", "licensed_connections_refused_total"] {
             #expect(metrics.body.contains(name), "\(name) missing from \(metrics.body.prefix(2000))")
         }
 
