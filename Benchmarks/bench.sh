@@ -9,7 +9,8 @@
 # Build first (two commands: with two --product flags SwiftPM builds only the last):
 #   swift build -c release --product licensed && swift build -c release --product license-load
 # Optional: BENCH_POSTGRES_OPTIONS="&writers=8" (Postgres URL options), BENCH_POSTGRES_FLAGS="-c ..."
-# (server settings), BENCH_KEEP_LOG=FILE (keep the daemon's log).
+# (server settings), BENCH_LICENSED_FLAGS="--ops-listen none" (more daemon flags; by default the
+# daemon gets an ops port of its own, so metrics are on), BENCH_KEEP_LOG=FILE (keep the daemon's log).
 set -euo pipefail
 backend=${1:?embedded or redis-postgres}; alg=${2:?EdDSA, RS256 or PS256}; shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +37,7 @@ start_postgres() { if [ "$(id -u)" = 0 ]; then exec setpriv --reuid=postgres --r
 
 args=(--data-dir "$work/data" --listen "127.0.0.1:$(port)" --signing-alg "$alg" --log-level warning)
 listen=${args[3]}
+args+=(--ops-listen "127.0.0.1:$(port)")
 if [ "$backend" = redis-postgres ]; then
   redis_port=$(port); pg_port=$(port)
   redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
@@ -50,7 +52,8 @@ if [ "$backend" = redis-postgres ]; then
   args+=(--redis-url "redis://127.0.0.1:$redis_port" --postgres-url "postgres://licensed:licensed@127.0.0.1:$pg_port/licenses?sslmode=disable${BENCH_POSTGRES_OPTIONS:-}" --migrate)
 fi
 export LICENSED_BOOTSTRAP_API_KEY=lk_bench_operator_key_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
-"$bin/licensed" "${args[@]}" >"$work/licensed.log" 2>&1 &
+# shellcheck disable=SC2206 # BENCH_LICENSED_FLAGS is split into flags on purpose
+"$bin/licensed" "${args[@]}" ${BENCH_LICENSED_FLAGS:-} >"$work/licensed.log" 2>&1 &
 daemon=$!
 pids+=($daemon)
 for _ in $(seq 200); do grep -q "listening on" "$work/licensed.log" 2>/dev/null && break; sleep 0.1; done

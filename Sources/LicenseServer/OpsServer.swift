@@ -177,7 +177,7 @@ public final class OpsServer: Service {
             // Read at scrape time: the process's own counters and the readiness already known.
             process.update()
             ready.record(readiness.failing().isEmpty ? 1 : 0)
-            if let leaseWriter { writeBehindLag.record(Double(leaseWriter.writer.lag().components.seconds) + Double(leaseWriter.writer.lag().components.attoseconds) / 1e18) }
+            if let leaseWriter { writeBehindLag.record(Double(leaseWriter.writer.lag().milliseconds) / 1000) }
             return (.ok, "text/plain; version=0.0.4; charset=utf-8", metrics())
         default:
             return (.notFound, "text/plain", Array("not found: try /health, /ready or /metrics\n".utf8))
