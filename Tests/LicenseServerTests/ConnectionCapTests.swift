@@ -77,7 +77,6 @@ struct ConnectionCapTests {
         let daemon = try await LicensedProcess.start(
             ["--max-connections", "100000", "--max-connections-per-address", "100000", "--sign-in-timeout", "120"], openFileLimit: 128
         )
-        defer { Task { await daemon.stop(signal: SIGKILL) } }
         let pid = try #require(daemon.pid)
         #expect(daemon.log().contains("more than the open-file limit leaves room for"))
         // 300 plain TCP connections that never start TLS: the kernel completes them all (the
@@ -108,5 +107,6 @@ struct ConnectionCapTests {
             }
         }
         #expect(signedIn, "no sign-in within 20 s after the descriptors were freed")
+        await daemon.stop(signal: SIGKILL)
     }
 }

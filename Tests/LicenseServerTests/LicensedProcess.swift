@@ -112,6 +112,8 @@ final class LicensedProcess: Sendable {
         return keys
     }
 
+    /// A test stops its daemon at its end; one that fails (throws) earlier leaves the daemon to
+    /// this: it is killed when the test lets go of it.
     deinit {
         child.withLockedValue { $0?.stop(signal: SIGKILL) }
         if let keep = ProcessInfo.processInfo.environment["FAULT_KEEP_LOGS"] {

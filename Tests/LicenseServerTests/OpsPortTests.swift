@@ -47,7 +47,6 @@ struct OpsPortTests {
         defer { redis.stop() }
         let opsPort = try FreePort.next()
         let daemon = try await LicensedProcess.start(["--redis-url", redis.url, "--ops-listen", "127.0.0.1:\(opsPort)"])
-        defer { Task { await daemon.stop(signal: SIGKILL) } }
 
         #expect(try await Self.get(opsPort, "/health").status == 200)
         let ready = try await Self.poll(opsPort, "/ready") { $0.status == 200 }
@@ -77,12 +76,12 @@ struct OpsPortTests {
         post.httpMethod = "POST"
         let (_, response) = try await URLSession.shared.data(for: post)
         #expect((response as? HTTPURLResponse)?.statusCode == 405)
+        await daemon.stop(signal: SIGKILL)
     }
 
     @Test func readinessTurnsUnavailableAtOnceWhenTheDaemonStartsDraining() async throws {
         let opsPort = try FreePort.next()
         let daemon = try await LicensedProcess.start(["--ops-listen", "127.0.0.1:\(opsPort)", "--drain-timeout", "5"])
-        defer { Task { await daemon.stop(signal: SIGKILL) } }
         #expect(try await Self.poll(opsPort, "/ready") { $0.status == 200 }.status == 200)
         // A signed-in client that never reads its answers keeps the drain going (FloodTests' flooder).
         let script = daemon.folder + "/flooder.py"
@@ -104,11 +103,11 @@ struct OpsPortTests {
         kill(pid, SIGTERM)
         let draining = try await Self.poll(opsPort, "/ready", within: .seconds(3)) { $0.status == 503 }
         #expect(draining.status == 503 && ((draining.json["failing"] as? [String: String])?["listener"] ?? "").contains("draining"), "\(draining.body)")
+        await daemon.stop(signal: SIGKILL)
     }
 
     @Test func jsonLogsAreOneObjectPerLineWithTheFieldsAggregatorsRead() async throws {
         let daemon = try await LicensedProcess.start(["--log-format", "json", "--log-level", "info"])
-        defer { Task { await daemon.stop(signal: SIGKILL) } }
         // Every log line is a JSON object; the daemon's own stdout lines (the listening notice) are not logs.
         let lines = daemon.log().split(separator: "\n").filter { $0.hasPrefix("{") }
         #expect(lines.count >= 2, "\(daemon.log())")
@@ -118,5 +117,6 @@ struct OpsPortTests {
             #expect((entry["time"] as? String)?.hasSuffix("Z") == true && entry["message"] is String && entry["labels"] is [String: String], "\(line)")
         }
         #expect(lines.contains { $0.contains(#""message":"listening""#) && $0.contains(#""address":"#) })
+        await daemon.stop(signal: SIGKILL)
     }
 }
