@@ -1,6 +1,5 @@
 import LicenseCore
 import Metrics
-import Synchronization
 
 /// The per-call metrics (`docs/metrics.md`): `licensed_calls_total{call,code,reason}`,
 /// `licensed_call_duration_seconds{call}` and, for acquires,
