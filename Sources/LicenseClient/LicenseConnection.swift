@@ -138,9 +138,10 @@ public final class LicenseConnection: Sendable {
         return answer
     }
 
-    /// Closes the connection.
+    /// Closes the connection; returns once it is closed and torn down.
     public func close() async {
         try? await channel.close()
+        try? await channel.closeFuture.get()
     }
 
     /// Whether the connection is still open.

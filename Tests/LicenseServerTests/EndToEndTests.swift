@@ -161,6 +161,20 @@ struct EndToEndTests {
         }
     }
 
+    /// A call on a connection that has closed fails at once. (Its frame handler is gone with the
+    /// closed pipeline, so nothing but the failed write can answer it; it used to wait forever,
+    /// which hung a test whose server refused the client's certificate after the handshake.)
+    @Test func aCallOnAClosedConnectionFailsAtOnce() async throws {
+        try await TestServer.run { server in
+            let connection = try await LicenseConnection.connect(to: server.endpoint)
+            await connection.close()
+            #expect(!connection.isActive)
+            let started = ContinuousClock.now
+            await expectCallError(.unavailable, "CONNECTION_CLOSED") { _ = try await connection.hello(apiKey: TestServer.bootstrapKey) }
+            #expect(ContinuousClock.now - started < .seconds(5), "the call waited \(ContinuousClock.now - started) instead of failing at once")
+        }
+    }
+
     @Test func signingKeysAreServedAsJWKS() async throws {
         try await TestServer.run { server in
             let client = try await server.connect()
