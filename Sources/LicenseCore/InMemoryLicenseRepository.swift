@@ -230,15 +230,17 @@ public final class InMemoryLicenseRepository: LicenseRepository {
         state.withLock { $0.signingKeys.reversed() }
     }
 
-    public func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws {
+    public func rotateSigningKey(to key: StoredSigningKey, ifCurrent current: String?, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws -> Bool {
         try state.withLock { state in
             guard !state.signingKeys.contains(where: { $0.keyID == key.keyID }) else { throw Self.exists("signing key") }
+            if let current, !state.signingKeys.contains(where: { $0.keyID == current && $0.retiredAt == nil }) { return false }
             for index in state.signingKeys.indices where state.signingKeys[index].retiredAt == nil {
                 state.signingKeys[index].retiredAt = key.createdAt
                 state.signingKeys[index].publishUntil = publishRetiredUntil
             }
             state.signingKeys.append(key)
             state.audit.append(audit)
+            return true
         }
     }
 

@@ -81,8 +81,11 @@ public protocol LicenseRepository: Sendable {
     /// Every stored lease-signing key, newest first.
     func signingKeys() async throws -> [StoredSigningKey]
     /// Makes `key` the signing key: every key still signing is retired at `key.createdAt` and
-    /// published until `publishRetiredUntil`; `key` is stored; one commit.
-    func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws
+    /// published until `publishRetiredUntil`; `key` is stored; one commit. With `current`, only
+    /// if the key with that id is still signing (a compare-and-set: of replicas that decide
+    /// together to rotate the same key, one does); returns whether it rotated.
+    @discardableResult
+    func rotateSigningKey(to key: StoredSigningKey, ifCurrent current: String?, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws -> Bool
 
     /// A view of the repository that can see and change only `tenant`'s rows. Backends that can
     /// enforce this in the database (Postgres, with row-level security) return such a view; the
@@ -92,6 +95,11 @@ public protocol LicenseRepository: Sendable {
 
 extension LicenseRepository {
     public func scoped(to tenant: TenantID) -> any LicenseRepository { self }
+
+    /// Makes `key` the signing key whatever key signs now.
+    public func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws {
+        try await rotateSigningKey(to: key, ifCurrent: nil, publishRetiredUntil: publishRetiredUntil, audit: audit)
+    }
 
     /// Moves one live session's lease expiry. No effect on an ended session.
     public func updateLease(session: SessionID, expiresAt: Timestamp) async throws {

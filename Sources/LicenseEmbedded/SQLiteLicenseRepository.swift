@@ -486,8 +486,13 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         }
     }
 
-    public func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws {
+    public func rotateSigningKey(to key: StoredSigningKey, ifCurrent current: String?, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws -> Bool {
         try await write { db in
+            if let current {
+                // One writer at a time: what this reads is what the update below changes.
+                let signing = try await db.query("SELECT 1 FROM signing_keys WHERE kid = ? AND retired_at_ms IS NULL", [.text(current)])
+                guard !signing.isEmpty else { return false }
+            }
             _ = try await db.query("UPDATE signing_keys SET retired_at_ms = ?, publish_until_ms = ? WHERE retired_at_ms IS NULL", [
                 .ms(key.createdAt), .ms(publishRetiredUntil),
             ])
@@ -495,6 +500,7 @@ public final class SQLiteLicenseRepository: LicenseRepository {
                 .text(key.keyID), .text(key.algorithm), .text(key.privateKeyPEM), .ms(key.createdAt),
             ])
             try await Self.insertAudit(audit, db)
+            return true
         }
     }
 

@@ -628,8 +628,18 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         }
     }
 
-    public func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws {
+    public func rotateSigningKey(to key: StoredSigningKey, ifCurrent current: String?, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws -> Bool {
         try await write { connection, logger in
+            if let current {
+                // Retiring the expected key first takes its row lock: a replica rotating the same
+                // key at the same time waits, then finds it retired and changes nothing.
+                let retired = try await connection.query("""
+                    UPDATE signing_keys SET retired_at_ms = \(key.createdAt.millisecondsSinceEpoch),
+                      publish_until_ms = \(publishRetiredUntil.millisecondsSinceEpoch) WHERE kid = \(current) AND retired_at_ms IS NULL
+                    RETURNING kid
+                    """, logger: logger).collect()
+                guard !retired.isEmpty else { return false }
+            }
             try await connection.execute("""
                 UPDATE signing_keys SET retired_at_ms = \(key.createdAt.millisecondsSinceEpoch),
                   publish_until_ms = \(publishRetiredUntil.millisecondsSinceEpoch) WHERE retired_at_ms IS NULL
@@ -639,6 +649,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
                 VALUES (\(key.keyID), \(key.algorithm), \(key.privateKeyPEM), \(key.createdAt.millisecondsSinceEpoch))
                 """, logger: logger)
             try await Self.insertAudit(audit, connection, logger)
+            return true
         }
     }
 

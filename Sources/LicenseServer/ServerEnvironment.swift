@@ -44,6 +44,9 @@ public struct ServerEnvironment: Sendable {
         /// set, clients may present a certificate; one that verifies and whose common name is an
         /// operator's user id signs that operator in with a credential-less `Hello`.
         public var operatorClientCA: String?
+        /// Rotate the lease-signing key once it is this old (`nil`, the default: only operators
+        /// rotate it). Exactly one replica rotates (see `SigningKeyRefresher`).
+        public var signingKeyRotation: Duration?
         /// Identity providers whose ID tokens `Hello` accepts; none: API keys only.
         public var oidcIssuers: [OIDCIssuer] = []
         /// How identity providers' keys are fetched and cached.
@@ -241,7 +244,7 @@ public struct ServerEnvironment: Sendable {
         )
         return ServerEnvironment(
             service: service, repository: repository, tls: tls, caCertificatePath: caPath, certificateExpiry: certificateExpiry, newBootstrapKey: newKey, createdBootstrapOperator: createdOperator,
-            identity: identity, keyRefresher: SigningKeyRefresher(repository: repository, signer: keyRing, clock: clock, logger: logger),
+            identity: identity, keyRefresher: SigningKeyRefresher(repository: repository, signer: keyRing, clock: clock, logger: logger, rotationPeriod: settings.signingKeyRotation),
             leaseWriter: LeaseWriterService(writer: leaseWriter), sweeper: SessionSweeperService(service: service, logger: logger, interval: settings.sweepInterval)
         )
     }

@@ -4,7 +4,10 @@ import ServiceLifecycle
 
 /// Re-reads the signing keys from the repository at an interval, so that a rotation made
 /// through one replica reaches the others (and retired keys leave the JWKS when their tokens
-/// have expired). Run it as a `Service` beside the server.
+/// have expired). With a rotation period, it also rotates the signing key once the key is
+/// that old: every replica checks, and a compare-and-set in the repository lets exactly one of
+/// them rotate (`LicenseRepository.rotateSigningKey(to:ifCurrent:…)`). Run it as a `Service`
+/// beside the server.
 public struct SigningKeyRefresher: Service {
     let repository: any LicenseRepository
     let signer: any LeaseTokenSigner
@@ -12,10 +15,40 @@ public struct SigningKeyRefresher: Service {
     let logger: Logger
     /// How often the keys are re-read (30 s).
     public var interval: Duration = .seconds(30)
+    /// Rotate the signing key once it is this old (`nil`: only operators rotate it).
+    public var rotationPeriod: Duration?
+
+    public init(repository: any LicenseRepository, signer: any LeaseTokenSigner, clock: any WallClock, logger: Logger, rotationPeriod: Duration? = nil) {
+        self.repository = repository
+        self.signer = signer
+        self.clock = clock
+        self.logger = logger
+        self.rotationPeriod = rotationPeriod
+    }
 
     /// Reads the keys once.
     public func refresh() async throws {
         try signer.load(try await repository.signingKeys(), now: clock.now())
+    }
+
+    /// Rotates the signing key if a rotation period is set and the key is at least that old;
+    /// returns the new key's id, or `nil` when nothing was due or another replica rotated first.
+    /// The new key has the current one's algorithm; the retired one stays published for the
+    /// longest offline grace (as with `licensectl signing-key rotate`).
+    @discardableResult
+    public func rotateIfDue() async throws -> String? {
+        guard let rotationPeriod else { return nil }
+        let now = clock.now()
+        guard let current = try await repository.signingKeys().filter({ $0.retiredAt == nil }).max(by: { $0.createdAt < $1.createdAt }),
+              current.createdAt.duration(to: now) >= rotationPeriod
+        else { return nil }
+        let key = try signer.makeKey(algorithm: current.algorithm, at: now)
+        let audit = AuditEvent(at: now, tenantID: nil, actor: nil, action: "signing_key.rotate", target: key.keyID)
+        let until = now.advanced(by: LicenseService.retiredKeyPublication)
+        guard try await repository.rotateSigningKey(to: key, ifCurrent: current.keyID, publishRetiredUntil: until, audit: audit) else { return nil }
+        logger.notice("rotated the signing key on schedule", metadata: ["kid": "\(key.keyID)", "retired": "\(current.keyID)"])
+        try await refresh()
+        return key.keyID
     }
 
     public func run() async throws {
@@ -27,9 +60,10 @@ public struct SigningKeyRefresher: Service {
                     return
                 }
                 do {
+                    try await rotateIfDue()
                     try await refresh()
                 } catch {
-                    logger.warning("could not re-read the signing keys; keeping the current ones", metadata: ["error": "\((error as? LicenseError)?.message ?? "\(type(of: error))")"])
+                    logger.warning("could not re-read (or rotate) the signing keys; keeping the current ones", metadata: ["error": "\((error as? LicenseError)?.message ?? "\(type(of: error))")"])
                 }
             }
         }

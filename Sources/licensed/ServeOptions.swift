@@ -29,6 +29,9 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .customLong("signing-alg"), help: "EdDSA (default), RS256 or PS256 (RSA keys are 4096-bit when generated).")
     var signingAlg: String?
 
+    @Option(name: .customLong("signing-key-rotation"), help: "Rotate the lease-signing key once it is this old, e.g. 90d, 12h, 30m (one replica rotates; default off).")
+    var signingKeyRotation: String?
+
     // Taken as text and checked in run(), so that "-5" is refused as a bad number, not as a flag.
     @Option(name: .customLong("max-frame-bytes"), parsing: .unconditional, help: "Largest accepted frame, 256 to 16777216 (default 65536).")
     var maxFrameBytes: String?
@@ -87,6 +90,10 @@ struct ServeOptions: ParsableArguments {
             throw ValidationError("--signing-alg must be EdDSA, RS256 or PS256")
         }
         settings.signingAlgorithm = algorithm
+        if let rotation = try common.resolve(signingKeyRotation, env: "LICENSED_SIGNING_KEY_ROTATION", file: "signing_key_rotation"),
+           rotation.lowercased() != "off" {
+            settings.signingKeyRotation = try Self.period(rotation, option: "--signing-key-rotation (LICENSED_SIGNING_KEY_ROTATION, signing_key_rotation)")
+        }
         if let url = try common.resolve(redisURL, env: "LICENSED_REDIS_URL", file: "redis_url") {
             do { settings.redis = try RedisConfiguration(url: url) } catch let error as RedisClientError { throw ValidationError(error.message) }
         }
@@ -151,6 +158,18 @@ struct ServeOptions: ParsableArguments {
         } catch let error as LicenseError {
             throw ValidationError(error.message)
         }
+    }
+
+    /// A period written as a whole number and a unit (`s`, `m`, `h` or `d`: `90d`, `12h`) from a
+    /// second to ten years, or a usage error naming the option.
+    static func period(_ text: String, option: String) throws -> Duration {
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3_600, "d": 86_400]
+        guard let unit = text.last.flatMap({ units[$0] }), let count = Int64(text.dropLast()), count > 0,
+              count <= 3_650 * 86_400 / unit
+        else {
+            throw ValidationError("\(option) must be a whole number with a unit, s, m, h or d (90d, 12h), or off; not '\(text)'")
+        }
+        return .seconds(count * unit)
     }
 
     /// A whole number (of `unit`, when given) within `range`, or a usage error naming the option.

@@ -390,7 +390,7 @@ final class FailingRepository: LicenseRepository, @unchecked Sendable {
     func licensesWithLiveSessions() async throws -> [LicenseID] { try await inner.licensesWithLiveSessions() }
     func ping() async throws { try await inner.ping() }
     func signingKeys() async throws -> [StoredSigningKey] { try await inner.signingKeys() }
-    func rotateSigningKey(to key: StoredSigningKey, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws {
-        try await inner.rotateSigningKey(to: key, publishRetiredUntil: publishRetiredUntil, audit: audit)
+    func rotateSigningKey(to key: StoredSigningKey, ifCurrent current: String?, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws -> Bool {
+        try await inner.rotateSigningKey(to: key, ifCurrent: current, publishRetiredUntil: publishRetiredUntil, audit: audit)
     }
 }

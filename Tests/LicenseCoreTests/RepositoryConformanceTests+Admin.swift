@@ -121,4 +121,36 @@ extension RepositoryConformanceTests {
             #expect(after.count == 2 && after[0].keyID == "k2" && after[0].retiredAt == nil, "a failed rotation retires nothing")
         }
     }
+
+    @Test(arguments: backends)
+    func aRotationOfAKeyThatIsNoLongerCurrentChangesNothing(_ backend: Backend) async throws {
+        try await withRepository(backend) { repository in
+            let first = StoredSigningKey(keyID: "k1", algorithm: "EdDSA", privateKeyPEM: "pem-1", createdAt: t0)
+            try await repository.rotateSigningKey(to: first, publishRetiredUntil: t0, audit: audit("signing_key.import", "k1", tenant: nil))
+            // Two replicas decide at once to rotate k1: exactly one of the two rotations happens.
+            let until = t0.advanced(by: .seconds(86_400))
+            let candidates = (2...3).map { StoredSigningKey(keyID: "k\($0)", algorithm: "EdDSA", privateKeyPEM: "pem-\($0)", createdAt: t0.advanced(by: .seconds(60))) }
+            let rotated = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for key in candidates {
+                    group.addTask {
+                        try await repository.rotateSigningKey(to: key, ifCurrent: "k1", publishRetiredUntil: until, audit: audit("signing_key.rotate", key.keyID, tenant: nil))
+                    }
+                }
+                return try await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+            #expect(rotated.filter { $0 }.count == 1, "\(rotated)")
+            let keys = try await repository.signingKeys()
+            #expect(keys.count == 2 && keys.filter { $0.retiredAt == nil }.count == 1, "\(keys.map(\.keyID))")
+            #expect(keys.first { $0.keyID == "k1" }?.retiredAt != nil)
+            #expect(try await repository.auditEvents(AuditQuery(action: "signing_key.rotate", limit: 10)).count == 1, "the rotation that lost wrote no audit row")
+            // A rotation of a retired key changes nothing; one of the current key rotates.
+            let late = StoredSigningKey(keyID: "k4", algorithm: "EdDSA", privateKeyPEM: "pem-4", createdAt: t0.advanced(by: .seconds(120)))
+            let stale = try await repository.rotateSigningKey(to: late, ifCurrent: "k1", publishRetiredUntil: until, audit: audit("signing_key.rotate", "k4", tenant: nil))
+            #expect(!stale)
+            let current = try #require(keys.first { $0.retiredAt == nil }).keyID
+            let fresh = try await repository.rotateSigningKey(to: late, ifCurrent: current, publishRetiredUntil: until, audit: audit("signing_key.rotate", "k4", tenant: nil))
+            #expect(fresh)
+            #expect(try await repository.signingKeys().first?.keyID == "k4")
+        }
+    }
 }
