@@ -47,7 +47,7 @@ struct Licensed: AsyncParsableCommand {
         Exit status: 0 success (or a drained shutdown), 1 failure to start or serve, 64 usage error (a bad flag or value).
         """,
         version: BuildInfo.version,
-        subcommands: [Serve.self, Migrate.self, OperatorKey.self, OperatorCertificate.self]
+        subcommands: [Serve.self, Migrate.self, Backup.self, Restore.self, OperatorKey.self, OperatorCertificate.self]
     )
 
     @OptionGroup var options: ServeOptions
