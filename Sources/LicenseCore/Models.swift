@@ -327,3 +327,10 @@ public struct StoredSigningKey: Hashable, Sendable, CustomStringConvertible, Cus
     public var description: String { "signing key \(keyID) (\(algorithm))" }
     public var debugDescription: String { description }
 }
+
+extension Sequence where Element == StoredSigningKey {
+    /// The key that signs: the newest one not retired.
+    public var signingKey: StoredSigningKey? {
+        filter { $0.retiredAt == nil }.max { $0.createdAt < $1.createdAt }
+    }
+}

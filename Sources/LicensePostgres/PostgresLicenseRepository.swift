@@ -174,10 +174,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
     /// Tells the breaker about a failed call that may mean Postgres is down: no connection, a
     /// closed one, a server shutting down, or no answer in time. (A refused statement is not.)
     private func noteFailure(_ error: any Error) {
-        if let error = error as? PSQLError, let state = error.serverInfo?[.sqlState],
-           !(state.hasPrefix("08") || state.hasPrefix("57P")) {
-            return
-        }
+        if let error = error as? PSQLError, error.connectionLost == false { return }
         if error is LicenseError { return }
         core.suspectDown()
     }

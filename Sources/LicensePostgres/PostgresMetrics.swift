@@ -35,11 +35,20 @@ enum PostgresMetrics {
 
     /// The `kind` of an error from a repository call.
     static func kind(of error: any Error) -> String {
-        if let error = error as? PSQLError, let state = error.serverInfo?[.sqlState] {
-            if state == "57014" { return "timeout" }
-            return state.hasPrefix("08") || state.hasPrefix("57P") ? "connection" : "server"
+        if let error = error as? PSQLError, let lost = error.connectionLost {
+            if error.serverInfo?[.sqlState] == "57014" { return "timeout" }
+            return lost ? "connection" : "server"
         }
         if error is PostgresTimeout || error is GroupCommitTimeout { return "timeout" }
         return "connection"
+    }
+}
+
+extension PSQLError {
+    /// Whether the error's state says the connection or the server went away (class 08,
+    /// connection exception, or 57P, operator intervention such as a shutdown) rather than that a
+    /// statement was refused; `nil` when the error carries no state (it never reached a server).
+    var connectionLost: Bool? {
+        serverInfo?[.sqlState].map { $0.hasPrefix("08") || $0.hasPrefix("57P") }
     }
 }

@@ -68,7 +68,7 @@ public struct MetricsCollector: Service {
         series.set(values)
         Gauge(label: "licensed_licenses").record(licenses.count)
         Gauge(label: "licensed_license_series_omitted").record(licenses.count - chosen.count)
-        let signing = try await service.repository.signingKeys().filter { $0.retiredAt == nil }.max { $0.createdAt < $1.createdAt }
+        let signing = try await service.repository.signingKeys().signingKey
         if let signing {
             Gauge(label: "licensed_signing_key_age_seconds").record(Double(now.millisecondsSinceEpoch - signing.createdAt.millisecondsSinceEpoch) / 1000)
         }

@@ -37,11 +37,14 @@ public struct SigningKeyRefresher: Service {
     /// longest offline grace (as with `licensectl signing-key rotate`).
     @discardableResult
     public func rotateIfDue() async throws -> String? {
+        try await rotateIfDue(try await repository.signingKeys())
+    }
+
+    /// `rotateIfDue()` given the stored keys just read; after a rotation the signer has the new keys.
+    private func rotateIfDue(_ keys: [StoredSigningKey]) async throws -> String? {
         guard let rotationPeriod else { return nil }
         let now = clock.now()
-        guard let current = try await repository.signingKeys().filter({ $0.retiredAt == nil }).max(by: { $0.createdAt < $1.createdAt }),
-              current.createdAt.duration(to: now) >= rotationPeriod
-        else { return nil }
+        guard let current = keys.signingKey, current.createdAt.duration(to: now) >= rotationPeriod else { return nil }
         let key = try signer.makeKey(algorithm: current.algorithm, at: now)
         let audit = AuditEvent(at: now, tenantID: nil, actor: nil, action: "signing_key.rotate", target: key.keyID)
         let until = now.advanced(by: LicenseService.retiredKeyPublication)
@@ -60,8 +63,9 @@ public struct SigningKeyRefresher: Service {
                     return
                 }
                 do {
-                    try await rotateIfDue()
-                    try await refresh()
+                    // One read serves the rotation check and the refresh; a rotation reloads the keys itself.
+                    let keys = try await repository.signingKeys()
+                    if try await rotateIfDue(keys) == nil { try signer.load(keys, now: clock.now()) }
                 } catch {
                     logger.warning("could not re-read (or rotate) the signing keys; keeping the current ones", metadata: ["error": "\((error as? LicenseError)?.message ?? "\(type(of: error))")"])
                 }

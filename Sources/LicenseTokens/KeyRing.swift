@@ -68,7 +68,7 @@ public final class KeyRing: LeaseTokenSigner {
 
     /// The newest unretired key signs; retired keys are published until their `publishUntil`.
     private static func state(from keys: [StoredSigningKey], now: Timestamp) throws -> State {
-        let signing = keys.filter { $0.retiredAt == nil }.max { $0.createdAt < $1.createdAt }
+        let signing = keys.signingKey
         guard let signing, let algorithm = LeaseTokenAlgorithm(rawValue: signing.algorithm) else {
             throw LicenseError(.internal, .internalError, "the repository holds no signing key")
         }
