@@ -136,11 +136,14 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
             var connected = false
             do {
                 let configuration = try core.settings.probeConfiguration()
-                let connection = try await withDeadline(core.settings.connectTimeout) {
-                    try await PostgresConnection.connect(configuration: configuration, id: 0, logger: core.logger)
+                // The connection is closed inside the deadline's body: a connection made just as
+                // the deadline (or shutdown) won would otherwise be dropped open, which leaks it
+                // (and trips postgres-nio's assertion in debug builds).
+                try await withDeadline(core.settings.connectTimeout) {
+                    let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: core.logger)
+                    try? await connection.close()
                 }
                 connected = true
-                try? await connection.close()
             } catch {
                 core.logger.debug("postgres probe failed", metadata: ["error": "\(type(of: error))"])
             }
