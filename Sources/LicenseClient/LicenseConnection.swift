@@ -84,7 +84,7 @@ public final class LicenseConnection: Sendable {
         do {
             let channel = try await ClientBootstrap(group: loop)
                 .connectTimeout(TimeAmount(endpoint.connectTimeout))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations

@@ -52,7 +52,7 @@ public final class LicenseServer: Service {
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DescriptorReserve(listener: socket, logger: logger)) }
             }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             // One read of at most 16 KiB per wake-up: a connection's frames are decoded one
             // read at a time, so what waits for the connection's reader stays small when it stops.
             .childChannelOption(.maxMessagesPerRead, value: 1)
