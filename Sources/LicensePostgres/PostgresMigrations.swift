@@ -8,8 +8,27 @@ enum PostgresMigrations {
     /// The name of the NOTIFY channel that carries ids of changed licenses.
     static let licenseChannel = "coditect_license_changed"
 
-    static let all: [(version: Int, statements: [String])] = [
-        (1, [
+    /// One schema change. `readableFrom` is the oldest schema version whose builds still run
+    /// correctly once this change is applied: an additive change (a new nullable column, table or
+    /// index that older builds never read) keeps the previous version's value, so an older daemon
+    /// keeps serving through a rolling update and may restart on the newer schema; a change older
+    /// builds cannot live with (a dropped or renamed column, a new NOT NULL column without a
+    /// default) sets it to its own version. Changes that break are split across two releases
+    /// (expand, then contract) so that consecutive releases always share a schema.
+    struct Migration: Sendable {
+        var version: Int
+        var readableFrom: Int
+        var statements: [String]
+
+        init(_ version: Int, readableFrom: Int? = nil, _ statements: [String]) {
+            self.version = version
+            self.readableFrom = readableFrom ?? version
+            self.statements = statements
+        }
+    }
+
+    static let all: [Migration] = [
+        Migration(1, [
             """
             CREATE TABLE tenants (id text PRIMARY KEY, name text NOT NULL, status text NOT NULL,
               created_at_ms bigint NOT NULL)
@@ -90,7 +109,7 @@ enum PostgresMigrations {
               FOR EACH ROW EXECUTE FUNCTION coditect_license_changed()
             """,
         ]),
-        (2, [
+        Migration(2, [
             "ALTER TABLE tenants ADD COLUMN provisioning text NOT NULL DEFAULT 'admin'",
             "ALTER TABLE tenants ADD COLUMN email_domains text[] NOT NULL DEFAULT '{}'",
             "ALTER TABLE tenants ADD COLUMN identity_tenant text",
@@ -118,7 +137,7 @@ enum PostgresMigrations {
             "ALTER TABLE signing_keys FORCE ROW LEVEL SECURITY",
             "CREATE POLICY system_only ON signing_keys USING (coditect_visible(NULL)) WITH CHECK (coditect_visible(NULL))",
         ]),
-        (3, [
+        Migration(3, [
             // Refused sign-ins are recorded as one row per address and interval, with their count.
             "ALTER TABLE audit_log ADD COLUMN count integer NOT NULL DEFAULT 1",
         ]),

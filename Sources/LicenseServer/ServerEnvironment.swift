@@ -114,13 +114,19 @@ public struct ServerEnvironment: Sendable {
         // The pool and the license-change subscription run while the body runs.
         return try await PostgresLicenseRepository(settings: postgresSettings, logger: logger).withRunning { postgres in
             if settings.migrateOnStart { try await postgres.migrate() }
-            let version = try await postgres.schemaVersion()
-            let required = PostgresLicenseRepository.requiredSchemaVersion
-            guard version <= required else {
-                throw LicenseError(.failedPrecondition, .invalidRequest,
-                                   "the Postgres schema is at version \(version), newer than this build's \(required): run a newer licensed")
-            }
-            guard version == required else {
+            let schema = try await postgres.schemaState()
+            let (version, required) = (schema.version, PostgresLicenseRepository.requiredSchemaVersion)
+            if version > required {
+                // A rolling update (or its rollback) runs this build on a newer schema: fine while
+                // every migration since this build's is additive (docs/deployment.md).
+                guard schema.readableFrom <= required else {
+                    throw LicenseError(.failedPrecondition, .invalidRequest,
+                                       "the Postgres schema is at version \(version), which builds of schema \(schema.readableFrom) or newer need; this build is at \(required): run a newer licensed")
+                }
+                logger.notice("the Postgres schema is newer than this build's; it stays compatible", metadata: [
+                    "schema": "\(version)", "build_schema": "\(required)", "readable_from": "\(schema.readableFrom)",
+                ])
+            } else if version < required {
                 throw LicenseError(.failedPrecondition, .invalidRequest,
                                    "the Postgres schema is at version \(version) but this build needs \(required): run `licensed migrate` (or start with --migrate)")
             }

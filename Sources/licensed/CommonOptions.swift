@@ -30,9 +30,25 @@ struct CommonOptions: ParsableArguments {
     /// Flags, then environment, then the config file, then the default.
     func resolve(_ flag: String?, env: String, file key: String, default fallback: String? = nil) throws -> String? {
         if let flag { return flag }
-        if let value = ProcessInfo.processInfo.environment[env], !value.isEmpty { return value }
+        if let value = try Self.environment(env) { return value }
         if let value = try fileSettings()[key] { return value }
         return fallback
+    }
+
+    /// The environment variable `name`, or the contents of the file `name_FILE` names (one
+    /// trailing newline dropped), so that secrets can be mounted as files rather than passed in
+    /// the environment (Kubernetes Secret volumes, Docker and systemd credentials). Empty is unset.
+    static func environment(_ name: String) throws -> String? {
+        let environment = ProcessInfo.processInfo.environment
+        let value = environment[name].flatMap { $0.isEmpty ? nil : $0 }
+        guard let path = environment[name + "_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) else { return value }
+        guard value == nil else { throw ValidationError("set \(name) or \(name)_FILE, not both") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read \(path), which \(name)_FILE names")
+        }
+        var text = String(decoding: data, as: UTF8.self)
+        if text.hasSuffix("\r\n") { text.removeLast(2) } else if text.hasSuffix("\n") { text.removeLast() }
+        return text.isEmpty ? nil : text
     }
 
     func fileSettings() throws -> [String: String] {
@@ -123,11 +139,10 @@ struct CommonOptions: ParsableArguments {
     }
 
     func settings() throws -> ServerEnvironment.Settings {
-        let env = ProcessInfo.processInfo.environment
         var settings = ServerEnvironment.Settings(
             dataDirectory: try resolve(dataDir, env: "LICENSED_DATA_DIR", file: "data_dir", default: "licensed-data")!
         )
-        settings.bootstrapAPIKey = env["LICENSED_BOOTSTRAP_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        settings.bootstrapAPIKey = try Self.environment("LICENSED_BOOTSTRAP_API_KEY")
         if let url = try resolve(postgresURL, env: "LICENSED_POSTGRES_URL", file: "postgres_url") {
             do { settings.postgres = try PostgresSettings(url: url) } catch let error as LicenseError { throw ValidationError(error.message) }
         }

@@ -31,7 +31,9 @@ struct Licensed: AsyncParsableCommand {
         same names in snake_case (listen, data_dir, tls_cert, tls_key, signing_key, signing_alg, \
         max_frame_bytes, log_level, log_format, redis_url, postgres_url, migrate, firebase_project, sweep_interval, \
         drain_timeout, max_connections, max_connections_per_address, sign_in_timeout, ops_listen, metrics_license_series, metrics_interval, signing_key_rotation, and oidc_issuers: \
-        a list of {"issuer", "audience", "jwks_url", "algorithms", "tenant_claim"} objects).
+        a list of {"issuer", "audience", "jwks_url", "algorithms", "tenant_claim"} objects). Any of the \
+        variables may name a file holding its value instead, with _FILE added to its name \
+        (LICENSED_POSTGRES_URL_FILE=/run/secrets/postgres-url), so secrets can stay out of the environment.
 
         ID-token sign-in: --oidc 'issuer=https://login.example.com,audience=licensed' trusts that issuer \
         (keys from its discovery document, or jwks=URL; alg=RS256+ES256 by default; tenant_claim=CLAIM). \
@@ -47,7 +49,7 @@ struct Licensed: AsyncParsableCommand {
         Exit status: 0 success (or a drained shutdown), 1 failure to start or serve, 64 usage error (a bad flag or value).
         """,
         version: BuildInfo.version,
-        subcommands: [Serve.self, Migrate.self, Backup.self, Restore.self, OperatorKey.self, OperatorCertificate.self]
+        subcommands: [Serve.self, Migrate.self, Backup.self, Restore.self, Ping.self, OperatorKey.self, OperatorCertificate.self]
     )
 
     @OptionGroup var options: ServeOptions

@@ -79,4 +79,42 @@ struct LicensedBinaryTests {
         #expect(hello.principal == "usr_bootstrap" && hello.roles.contains("operator"), "\(hello)")
         await connection.close()
     }
+
+    /// Secrets mounted as files (Kubernetes Secret volumes): NAME_FILE names the file that holds
+    /// what NAME would.
+    @Test func settingsCanComeFromFilesNamedByFILEVariables() async throws {
+        let folder = try makeTemporaryDirectory("licensed-file-settings")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let keyFile = folder + "/api-key", urlFile = folder + "/postgres-url"
+        let givenKey = "lk_given_by_a_mounted_file_00001"
+        try (givenKey + "\n").write(toFile: keyFile, atomically: true, encoding: .utf8)
+        try "mysql://nowhere/db\n".write(toFile: urlFile, atomically: true, encoding: .utf8)
+        let clean = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LICENSED_") }
+        func migrate(_ extra: [String: String]) async throws -> CommandRun {
+            try await CommandRun.run(Self.binary, ["migrate", "--data-dir", folder + "/data"], environment: clean.merging(extra) { $1 })
+        }
+        // The file is read (its URL is refused for its scheme), a missing one is named, and
+        // setting both is refused.
+        let fromFile = try await migrate(["LICENSED_POSTGRES_URL_FILE": urlFile])
+        #expect(fromFile.status == 64 && fromFile.output.contains("the Postgres URL must start with postgres://"), "\(fromFile.output)")
+        let missing = try await migrate(["LICENSED_POSTGRES_URL_FILE": folder + "/absent"])
+        #expect(missing.status == 64 && missing.output.contains("cannot read \(folder)/absent, which LICENSED_POSTGRES_URL_FILE names"), "\(missing.output)")
+        let both = try await migrate(["LICENSED_POSTGRES_URL_FILE": urlFile, "LICENSED_POSTGRES_URL": "postgres://x/y"])
+        #expect(both.status == 64 && both.output.contains("set LICENSED_POSTGRES_URL or LICENSED_POSTGRES_URL_FILE, not both"), "\(both.output)")
+
+        // A bootstrap key from a file signs in (its trailing newline dropped).
+        let port = try FreePort.next()
+        let log = folder + "/licensed.log"
+        let daemon = try ChildProcess([Self.binary, "--data-dir", folder + "/data", "--listen", "127.0.0.1:\(port)", "--ops-listen", "none", "--log-level", "warning"],
+                                      logFile: log, environment: ["LICENSED_BOOTSTRAP_API_KEY_FILE": keyFile])
+        defer { daemon.stop(signal: SIGINT) }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("listening on"), ContinuousClock.now < deadline, daemon.isRunning {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let connection = try await LicenseConnection.connect(to: LicenseServerEndpoint(host: "127.0.0.1", port: port, caFile: folder + "/data/tls/ca.pem"))
+        let hello = try await connection.hello(apiKey: givenKey)
+        #expect(hello.principal == "usr_bootstrap", "\(hello)")
+        await connection.close()
+    }
 }

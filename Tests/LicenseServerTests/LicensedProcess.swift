@@ -20,6 +20,8 @@ final class LicensedProcess: Sendable {
     let arguments: [String]
     /// The open-file limit (`ulimit -n`) the daemon runs under, when one is set.
     let openFileLimit: Int?
+    /// Turns the daemon's command line into the one to run (e.g. inside an image's root).
+    let launcher: @Sendable ([String]) -> [String]
     private let child = NIOLockedValueBox<ChildProcess?>(nil)
 
     var dataDirectory: String { folder + "/data" }
@@ -27,19 +29,23 @@ final class LicensedProcess: Sendable {
     var pid: pid_t? { child.withLockedValue { $0?.pid } }
 
     /// Starts a daemon with `arguments` added to its data folder and listen address.
-    static func start(_ arguments: [String], openFileLimit: Int? = nil) async throws -> LicensedProcess {
+    static func start(
+        _ arguments: [String], openFileLimit: Int? = nil, launcher: @escaping @Sendable ([String]) -> [String] = { $0 }
+    ) async throws -> LicensedProcess {
         let process = LicensedProcess(
-            port: try FreePort.next(), folder: try makeTemporaryDirectory("licensed-process"), arguments: arguments, openFileLimit: openFileLimit
+            port: try FreePort.next(), folder: try makeTemporaryDirectory("licensed-process"), arguments: arguments,
+            openFileLimit: openFileLimit, launcher: launcher
         )
         try await process.launch()
         return process
     }
 
-    private init(port: Int, folder: String, arguments: [String], openFileLimit: Int?) {
+    private init(port: Int, folder: String, arguments: [String], openFileLimit: Int?, launcher: @escaping @Sendable ([String]) -> [String]) {
         self.port = port
         self.folder = folder
         self.arguments = arguments
         self.openFileLimit = openFileLimit
+        self.launcher = launcher
     }
 
     /// Starts the daemon (again, after `kill`) and waits until it listens.
@@ -52,7 +58,7 @@ final class LicensedProcess: Sendable {
             // The shell sets the limit (soft and hard) and becomes the daemon.
             command = ["/bin/sh", "-c", "ulimit -n \(openFileLimit) && exec \"$0\" \"$@\""] + command
         }
-        let process = try ChildProcess(command, logFile: logFile, environment: ["LICENSED_BOOTSTRAP_API_KEY": Self.operatorKey])
+        let process = try ChildProcess(launcher(command), logFile: logFile, environment: ["LICENSED_BOOTSTRAP_API_KEY": Self.operatorKey])
         child.withLockedValue { $0 = process }
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {

