@@ -230,6 +230,18 @@ public final class InMemoryLicenseRepository: LicenseRepository {
         state.withLock { $0.signingKeys.reversed() }
     }
 
+    public func resealSigningKeys(_ keys: [StoredSigningKey], audit: AuditEvent) async throws {
+        try state.withLock { state in
+            var updated = state.signingKeys
+            for key in keys {
+                guard let index = updated.firstIndex(where: { $0.keyID == key.keyID }) else { throw LicenseError.signingKeyNotFound(key.keyID) }
+                updated[index].privateKeyPEM = key.privateKeyPEM
+            }
+            state.signingKeys = updated
+            state.audit.append(audit)
+        }
+    }
+
     public func rotateSigningKey(to key: StoredSigningKey, ifCurrent current: String?, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws -> Bool {
         try state.withLock { state in
             guard !state.signingKeys.contains(where: { $0.keyID == key.keyID }) else { throw Self.exists("signing key") }

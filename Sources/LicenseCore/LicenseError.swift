@@ -152,6 +152,11 @@ extension LicenseError {
         LicenseError(.notFound, .userUnknown, "user '\(id.rawValue)' not found")
     }
 
+    /// NOT_FOUND for a signing key id the repository lacks.
+    public static func signingKeyNotFound(_ keyID: String) -> LicenseError {
+        LicenseError(.notFound, .invalidRequest, "signing key '\(keyID)' not found")
+    }
+
     /// ALREADY_EXISTS naming the kind of entity and its id.
     public static func alreadyExists(_ what: String, _ id: String) -> LicenseError {
         LicenseError(.alreadyExists, .alreadyExists, "\(what) '\(id)' already exists")

@@ -86,6 +86,11 @@ public protocol LicenseRepository: Sendable {
     /// together to rotate the same key, one does); returns whether it rotated.
     @discardableResult
     func rotateSigningKey(to key: StoredSigningKey, ifCurrent current: String?, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws -> Bool
+    /// Replaces the stored private keys of `keys` (found by id; their other fields are not
+    /// changed) with theirs, in one commit with `audit`: sealing keys with a key-encryption key,
+    /// or moving them to another. A key id the repository lacks is `NOT_FOUND`, and nothing changes.
+    /// Backends that keep old row versions on disk overwrite them where they can (SQLite).
+    func resealSigningKeys(_ keys: [StoredSigningKey], audit: AuditEvent) async throws
 
     /// A view of the repository that can see and change only `tenant`'s rows. Backends that can
     /// enforce this in the database (Postgres, with row-level security) return such a view; the

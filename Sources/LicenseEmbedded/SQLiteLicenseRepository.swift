@@ -17,6 +17,8 @@ public final class SQLiteLicenseRepository: LicenseRepository {
     private let writeConnection: SQLiteConnection
     private let readConnection: SQLiteConnection
     private let licenseCache = LicenseCache()
+    private let path: String
+    private let logger: Logger
 
     /// Opens (creating if needed) the database file at `path`. Call `migrate()` before use.
     ///
@@ -27,14 +29,16 @@ public final class SQLiteLicenseRepository: LicenseRepository {
     public static func open(path: String, logger: Logger = Logger(label: "coditect.license.sqlite")) async throws -> SQLiteLicenseRepository {
         try restrictToOwner(path)
         let writeConnection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
-        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] {
+        // secure_delete: what an update or delete removes is overwritten with zeros, so a replaced
+        // private key (sealed with a key-encryption key) leaves no copy in the file.
+        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON", "PRAGMA secure_delete=ON"] {
             _ = try await writeConnection.query(pragma)
         }
         let readConnection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
         for pragma in ["PRAGMA busy_timeout=5000", "PRAGMA query_only=ON"] {
             _ = try await readConnection.query(pragma)
         }
-        return SQLiteLicenseRepository(write: writeConnection, read: readConnection)
+        return SQLiteLicenseRepository(write: writeConnection, read: readConnection, path: path, logger: logger)
     }
 
     /// Creates `path` empty with mode 0600 if it does not exist; sets 0600 on it and on its
@@ -51,9 +55,11 @@ public final class SQLiteLicenseRepository: LicenseRepository {
         }
     }
 
-    private init(write: SQLiteConnection, read: SQLiteConnection) {
+    private init(write: SQLiteConnection, read: SQLiteConnection, path: String, logger: Logger) {
         self.writeConnection = write
         self.readConnection = read
+        self.path = path
+        self.logger = logger
         self.writer = GroupCommitWriter(connection: write)
     }
 
@@ -483,6 +489,28 @@ public final class SQLiteLicenseRepository: LicenseRepository {
                 keyID: row.string("kid"), algorithm: row.string("algorithm"), privateKeyPEM: row.string("private_pem"),
                 createdAt: row.ms("created_at_ms"), retiredAt: row.optionalMS("retired_at_ms"), publishUntil: row.optionalMS("publish_until_ms")
             )
+        }
+    }
+
+    public func resealSigningKeys(_ keys: [StoredSigningKey], audit: AuditEvent) async throws {
+        try await write { db in
+            for key in keys {
+                let updated = try await db.query("UPDATE signing_keys SET private_pem = ? WHERE kid = ? RETURNING kid", [.text(key.privateKeyPEM), .text(key.keyID)])
+                guard !updated.isEmpty else { throw LicenseError.signingKeyNotFound(key.keyID) }
+            }
+            try await Self.insertAudit(audit, db)
+        }
+        // The replaced keys' bytes: secure_delete (on for the writer) zeroed them in the database's
+        // pages; the write-ahead log may still hold the pages as they were until a checkpoint
+        // copies the new ones back and empties it.
+        let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        do {
+            _ = try await connection.query("PRAGMA busy_timeout=5000")
+            _ = try await connection.query("PRAGMA wal_checkpoint(TRUNCATE)")
+            try await connection.close()
+        } catch {
+            try? await connection.close()
+            throw error
         }
     }
 

@@ -647,6 +647,18 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         }
     }
 
+    public func resealSigningKeys(_ keys: [StoredSigningKey], audit: AuditEvent) async throws {
+        try await write { connection, logger in
+            for key in keys {
+                let updated = try await connection.query(
+                    "UPDATE signing_keys SET private_pem = \(key.privateKeyPEM) WHERE kid = \(key.keyID) RETURNING kid", logger: logger
+                ).collect()
+                guard !updated.isEmpty else { throw LicenseError.signingKeyNotFound(key.keyID) }
+            }
+            try await Self.insertAudit(audit, connection, logger)
+        }
+    }
+
     public func rotateSigningKey(to key: StoredSigningKey, ifCurrent current: String?, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws -> Bool {
         try await write { connection, logger in
             if let current {

@@ -44,6 +44,9 @@ public struct ServerEnvironment: Sendable {
         /// set, clients may present a certificate; one that verifies and whose common name is an
         /// operator's user id signs that operator in with a credential-less `Hello`.
         public var operatorClientCA: String?
+        /// Key-encryption keys: with any, stored signing keys are sealed (the first seals, all
+        /// open); keys stored in the clear are sealed at start, and no key file is written.
+        public var keyEncryption: KeyEncryptionKeys = .none
         /// Rotate the lease-signing key once it is this old (`nil`, the default: only operators
         /// rotate it). Exactly one replica rotates (see `SigningKeyRefresher`).
         public var signingKeyRotation: Duration?
@@ -172,32 +175,43 @@ public struct ServerEnvironment: Sendable {
         // Signing keys live in the repository, shared by every replica. A key file (given, or
         // generated in the data folder when the repository holds no key yet) is imported when
         // the repository does not hold it; importing a new file rotates to it.
+        // With key-encryption keys, no key is written to a file and stored keys are sealed.
+        let encryption = settings.keyEncryption
         var stored = try await repository.signingKeys()
         var fileKey: SigningKey?
+        let generatedPath = data + "/keys/lease-signing-\(settings.signingAlgorithm.rawValue.lowercased()).pem"
         if let file = settings.signingKeyFile {
             fileKey = try SigningKey(pem: try String(contentsOfFile: file, encoding: .utf8), algorithm: settings.signingAlgorithm)
         } else if stored.isEmpty {
-            let path = data + "/keys/lease-signing-\(settings.signingAlgorithm.rawValue.lowercased()).pem"
-            if fm.fileExists(atPath: path) {
-                fileKey = try SigningKey(pem: try String(contentsOfFile: path, encoding: .utf8), algorithm: settings.signingAlgorithm)
+            if fm.fileExists(atPath: generatedPath) {
+                fileKey = try SigningKey(pem: try String(contentsOfFile: generatedPath, encoding: .utf8), algorithm: settings.signingAlgorithm)
             } else {
-                try makePrivateDirectory(data + "/keys")
                 let generated = try SigningKey.generate(settings.signingAlgorithm)
-                try writePrivate(generated.pemRepresentation, to: path)
+                if encryption.isEmpty {
+                    try makePrivateDirectory(data + "/keys")
+                    try writePrivate(generated.pemRepresentation, to: generatedPath)
+                }
                 fileKey = generated
             }
         }
         if let fileKey, !stored.contains(where: { $0.keyID == fileKey.keyID }) {
             let now = clock.now()
             try await repository.rotateSigningKey(
-                to: SigningKey.stored(fileKey, at: now), publishRetiredUntil: now.advanced(by: LicenseService.retiredKeyPublication),
+                to: try encryption.sealed(SigningKey.stored(fileKey, at: now)), publishRetiredUntil: now.advanced(by: LicenseService.retiredKeyPublication),
                 audit: AuditEvent(at: now, tenantID: nil, actor: nil, action: "signing_key.import", target: fileKey.keyID)
             )
             stored = try await repository.signingKeys()
         } else if let fileKey, stored.first(where: { $0.keyID == fileKey.keyID })?.retiredAt != nil {
             logger.warning("the --signing-key file holds a retired key; signing with the repository's current key", metadata: ["kid": "\(fileKey.keyID)"])
         }
-        let keyRing = try KeyRing(issuer: settings.issuer, keys: stored, now: clock.now())
+        if !encryption.isEmpty {
+            stored = try await Self.sealKeysInTheClear(stored, repository: repository, encryption: encryption, clock: clock, logger: logger)
+            try Self.removeGeneratedKeyFiles(in: data + "/keys", heldBy: stored, logger: logger)
+            if settings.signingKeyFile != nil {
+                logger.warning("--signing-key names a key file in the clear; with a key-encryption key the repository holds it sealed: remove the file once imported")
+            }
+        }
+        let keyRing = try KeyRing(issuer: settings.issuer, keys: stored, now: clock.now(), encryption: encryption)
         let algorithm = keyRing.currentKey.algorithm
         if settings.signingKeyFile == nil, settings.signingAlgorithmRequested, algorithm != settings.signingAlgorithm {
             logger.warning(
@@ -262,4 +276,43 @@ public func makePrivateDirectory(_ path: String) throws {
     let fm = FileManager.default
     try fm.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
+}
+
+extension ServerEnvironment {
+    /// Seals, with the first key-encryption key, every stored signing key still in the clear (the
+    /// first start after a KEK was configured); returns the keys as now stored.
+    static func sealKeysInTheClear(
+        _ stored: [StoredSigningKey], repository: any LicenseRepository, encryption: KeyEncryptionKeys, clock: any WallClock, logger: Logger
+    ) async throws -> [StoredSigningKey] {
+        let clear = stored.filter { !KeyEncryptionKeys.isSealed($0) }
+        guard !clear.isEmpty, let kek = encryption.sealingID else { return stored }
+        try await repository.resealSigningKeys(
+            try clear.map(encryption.sealed),
+            audit: AuditEvent(at: clock.now(), tenantID: nil, actor: nil, action: "signing_key.seal", target: kek)
+        )
+        logger.notice("sealed the stored signing keys with a key-encryption key", metadata: ["keys": "\(clear.count)", "kek": "\(kek)"])
+        return try await repository.signingKeys()
+    }
+
+    /// Removes the key files an earlier start generated in `folder` once the repository holds
+    /// their keys sealed: overwritten, then unlinked.
+    static func removeGeneratedKeyFiles(in folder: String, heldBy stored: [StoredSigningKey], logger: Logger) throws {
+        let fm = FileManager.default
+        guard let names = try? fm.contentsOfDirectory(atPath: folder) else { return }
+        for name in names where name.hasPrefix("lease-signing-") && name.hasSuffix(".pem") {
+            let path = folder + "/" + name
+            let algorithm = [LeaseTokenAlgorithm.edDSA, .rs256, .ps256].first { name == "lease-signing-\($0.rawValue.lowercased()).pem" }
+            guard let algorithm, let pem = try? String(contentsOfFile: path, encoding: .utf8),
+                  let key = try? SigningKey(pem: pem, algorithm: algorithm),
+                  stored.contains(where: { $0.keyID == key.keyID && KeyEncryptionKeys.isSealed($0) }) else { continue }
+            let size = (try? fm.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            if let handle = FileHandle(forWritingAtPath: path) {
+                try handle.write(contentsOf: Data(count: size))
+                try handle.synchronize()
+                try handle.close()
+            }
+            try fm.removeItem(atPath: path)
+            logger.notice("removed a generated key file: the repository holds its key sealed", metadata: ["file": "\(path)", "kid": "\(key.keyID)"])
+        }
+    }
 }

@@ -11,11 +11,14 @@ public final class KeyRing: LeaseTokenSigner {
     }
 
     public let issuer: String
+    /// What seals the keys this ring makes and opens the keys it loads.
+    public let encryption: KeyEncryptionKeys
     private let state: Mutex<State>
 
     /// Creates a key ring signing with `current`, still publishing `retired`.
-    public init(issuer: String, current: SigningKey, retired: [VerificationKey] = []) {
+    public init(issuer: String, current: SigningKey, retired: [VerificationKey] = [], encryption: KeyEncryptionKeys = .none) {
         self.issuer = issuer
+        self.encryption = encryption
         self.state = Mutex(State(current: current, retired: retired))
     }
 
@@ -52,33 +55,33 @@ public final class KeyRing: LeaseTokenSigner {
         } else {
             chosen = currentKey.algorithm
         }
-        return SigningKey.stored(try SigningKey.generate(chosen), at: now)
+        return try encryption.sealed(SigningKey.stored(try SigningKey.generate(chosen), at: now))
     }
 
     public func load(_ keys: [StoredSigningKey], now: Timestamp) throws {
-        let loaded = try Self.state(from: keys, now: now)
+        let loaded = try Self.state(from: keys, now: now, encryption: encryption)
         state.withLock { $0 = loaded }
     }
 
-    /// A key ring holding the repository's keys (see `load`).
-    public convenience init(issuer: String, keys: [StoredSigningKey], now: Timestamp) throws {
-        let loaded = try Self.state(from: keys, now: now)
-        self.init(issuer: issuer, current: loaded.current, retired: loaded.retired)
+    /// A key ring holding the repository's keys (see `load`), opened with `encryption`'s KEKs.
+    public convenience init(issuer: String, keys: [StoredSigningKey], now: Timestamp, encryption: KeyEncryptionKeys = .none) throws {
+        let loaded = try Self.state(from: keys, now: now, encryption: encryption)
+        self.init(issuer: issuer, current: loaded.current, retired: loaded.retired, encryption: encryption)
     }
 
     /// The newest unretired key signs; retired keys are published until their `publishUntil`.
-    private static func state(from keys: [StoredSigningKey], now: Timestamp) throws -> State {
+    private static func state(from keys: [StoredSigningKey], now: Timestamp, encryption: KeyEncryptionKeys) throws -> State {
         let signing = keys.signingKey
         guard let signing, let algorithm = LeaseTokenAlgorithm(rawValue: signing.algorithm) else {
             throw LicenseError(.internal, .internalError, "the repository holds no signing key")
         }
-        let current = try SigningKey(pem: signing.privateKeyPEM, algorithm: algorithm)
+        let current = try SigningKey(pem: try encryption.open(signing), algorithm: algorithm)
         let retired = try keys
             .filter { $0.retiredAt != nil && ($0.publishUntil ?? now) > now && $0.keyID != current.keyID }
             .sorted { ($0.retiredAt ?? now) > ($1.retiredAt ?? now) }
             .compactMap { stored -> VerificationKey? in
                 guard let algorithm = LeaseTokenAlgorithm(rawValue: stored.algorithm) else { return nil }
-                return try SigningKey(pem: stored.privateKeyPEM, algorithm: algorithm).verificationKey
+                return try SigningKey(pem: try encryption.open(stored), algorithm: algorithm).verificationKey
             }
         return State(current: current, retired: retired)
     }

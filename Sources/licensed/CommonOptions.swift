@@ -27,6 +27,9 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("postgres-url"), help: "postgres://user:password@host:5432/database[?sslmode=require&pool=16&timeout_ms=5000]. Default: SQLite in the data folder.")
     var postgresURL: String?
 
+    @Option(name: .customLong("kek"), help: "A key-encryption key for the stored signing keys, ID=file:PATH or ID=env:VARIABLE (32 bytes, base64 or hex). Repeatable: the first seals, all open.")
+    var keks: [String] = []
+
     /// Flags, then environment, then the config file, then the default.
     func resolve(_ flag: String?, env: String, file key: String, default fallback: String? = nil) throws -> String? {
         if let flag { return flag }
@@ -51,6 +54,48 @@ struct CommonOptions: ParsableArguments {
         return text.isEmpty ? nil : text
     }
 
+    /// The key-encryption keys: `--kek` flags, else `LICENSED_KEKS` (specs separated by ';'),
+    /// else the config file's `keks` (the same form).
+    func keyEncryptionKeys() throws -> KeyEncryptionKeys {
+        let specs = try keks.isEmpty
+            ? (resolve(nil, env: "LICENSED_KEKS", file: "keks")?.split(separator: ";").map(String.init) ?? [])
+            : keks
+        do {
+            return try KeyEncryptionKeys(try specs.map(Self.keyEncryptionKey))
+        } catch let error as LicenseError {
+            throw ValidationError(error.message)
+        }
+    }
+
+    /// `ID=file:PATH`, `ID=env:VARIABLE` or `ID=PATH`.
+    static func keyEncryptionKey(_ spec: String) throws -> (id: String, material: Data) {
+        let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, !parts[1].isEmpty else {
+            throw ValidationError("--kek wants ID=file:PATH or ID=env:VARIABLE, not '\(spec)'")
+        }
+        let (id, source) = (parts[0].trimmingCharacters(in: .whitespaces), parts[1])
+        let text: String
+        if source.hasPrefix("env:") {
+            let name = String(source.dropFirst(4))
+            guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
+                throw ValidationError("the key-encryption key '\(id)' names the environment variable \(name), which is not set")
+            }
+            text = value
+        } else {
+            let path = source.hasPrefix("file:") ? String(source.dropFirst(5)) : source
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ValidationError("cannot read \(path), the key-encryption key '\(id)'")
+            }
+            if data.count == 32 { return (id, data) }  // raw bytes (head -c 32 /dev/urandom)
+            text = String(decoding: data, as: UTF8.self)
+        }
+        do {
+            return (id, try KeyEncryptionKeys.material(fromText: text, id: id))
+        } catch let error as LicenseError {
+            throw ValidationError(error.message)
+        }
+    }
+
     func fileSettings() throws -> [String: String] {
         guard let path = config ?? ProcessInfo.processInfo.environment["LICENSED_CONFIG"] else { return [:] }
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -61,7 +106,7 @@ struct CommonOptions: ParsableArguments {
         }
         let known: Set = ["listen", "data_dir", "tls_cert", "tls_key", "signing_key", "signing_alg", "max_frame_bytes", "log_level", "log_format",
                           "redis_url", "postgres_url", "migrate", "firebase_project", "oidc_issuers", "operator_client_ca",
-                          "sweep_interval", "drain_timeout", "max_connections", "max_connections_per_address", "sign_in_timeout", "ops_listen", "metrics_license_series", "metrics_interval", "signing_key_rotation"]
+                          "sweep_interval", "drain_timeout", "max_connections", "max_connections_per_address", "sign_in_timeout", "ops_listen", "metrics_license_series", "metrics_interval", "signing_key_rotation", "keks"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw ValidationError("config file \(path): unknown setting '\(unknown)'; known: \(known.sorted().joined(separator: ", "))")
         }
@@ -143,6 +188,7 @@ struct CommonOptions: ParsableArguments {
             dataDirectory: try resolve(dataDir, env: "LICENSED_DATA_DIR", file: "data_dir", default: "licensed-data")!
         )
         settings.bootstrapAPIKey = try Self.environment("LICENSED_BOOTSTRAP_API_KEY")
+        settings.keyEncryption = try keyEncryptionKeys()
         if let url = try resolve(postgresURL, env: "LICENSED_POSTGRES_URL", file: "postgres_url") {
             do { settings.postgres = try PostgresSettings(url: url) } catch let error as LicenseError { throw ValidationError(error.message) }
         }

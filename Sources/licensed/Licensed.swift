@@ -27,10 +27,10 @@ struct Licensed: AsyncParsableCommand {
         LICENSED_POSTGRES_URL, LICENSED_MIGRATE, LICENSED_BOOTSTRAP_API_KEY, LICENSED_OIDC (specs separated \
         by ';'), LICENSED_FIREBASE_PROJECT, LICENSED_SWEEP_INTERVAL, LICENSED_DRAIN_TIMEOUT, LICENSED_MAX_CONNECTIONS, \
         LICENSED_MAX_CONNECTIONS_PER_ADDRESS, LICENSED_SIGN_IN_TIMEOUT, LICENSED_OPS_LISTEN, \
-        LICENSED_METRICS_LICENSE_SERIES, LICENSED_METRICS_INTERVAL, LICENSED_SIGNING_KEY_ROTATION), then a JSON config file (--config or LICENSED_CONFIG) with the \
+        LICENSED_METRICS_LICENSE_SERIES, LICENSED_METRICS_INTERVAL, LICENSED_SIGNING_KEY_ROTATION, LICENSED_KEKS (specs separated by ';')), then a JSON config file (--config or LICENSED_CONFIG) with the \
         same names in snake_case (listen, data_dir, tls_cert, tls_key, signing_key, signing_alg, \
         max_frame_bytes, log_level, log_format, redis_url, postgres_url, migrate, firebase_project, sweep_interval, \
-        drain_timeout, max_connections, max_connections_per_address, sign_in_timeout, ops_listen, metrics_license_series, metrics_interval, signing_key_rotation, and oidc_issuers: \
+        drain_timeout, max_connections, max_connections_per_address, sign_in_timeout, ops_listen, metrics_license_series, metrics_interval, signing_key_rotation, keks, and oidc_issuers: \
         a list of {"issuer", "audience", "jwks_url", "algorithms", "tenant_claim"} objects). Any of the \
         variables may name a file holding its value instead, with _FILE added to its name \
         (LICENSED_POSTGRES_URL_FILE=/run/secrets/postgres-url), so secrets can stay out of the environment.
@@ -49,7 +49,7 @@ struct Licensed: AsyncParsableCommand {
         Exit status: 0 success (or a drained shutdown), 1 failure to start or serve, 64 usage error (a bad flag or value).
         """,
         version: BuildInfo.version,
-        subcommands: [Serve.self, Migrate.self, Backup.self, Restore.self, Ping.self, OperatorKey.self, OperatorCertificate.self]
+        subcommands: [Serve.self, Migrate.self, Backup.self, Restore.self, Keys.self, Ping.self, OperatorKey.self, OperatorCertificate.self]
     )
 
     @OptionGroup var options: ServeOptions

@@ -393,4 +393,5 @@ final class FailingRepository: LicenseRepository, @unchecked Sendable {
     func rotateSigningKey(to key: StoredSigningKey, ifCurrent current: String?, publishRetiredUntil: Timestamp, audit: AuditEvent) async throws -> Bool {
         try await inner.rotateSigningKey(to: key, ifCurrent: current, publishRetiredUntil: publishRetiredUntil, audit: audit)
     }
+    func resealSigningKeys(_ keys: [StoredSigningKey], audit: AuditEvent) async throws { try await inner.resealSigningKeys(keys, audit: audit) }
 }

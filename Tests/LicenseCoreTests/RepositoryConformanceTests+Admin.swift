@@ -153,4 +153,32 @@ extension RepositoryConformanceTests {
             #expect(try await repository.signingKeys().first?.keyID == "k4")
         }
     }
+
+    @Test(arguments: backends)
+    func resealingReplacesOnlyTheStoredPrivateKeysAndRefusesAnUnknownKey(_ backend: Backend) async throws {
+        try await withRepository(backend) { repository in
+            let first = StoredSigningKey(keyID: "k1", algorithm: "EdDSA", privateKeyPEM: "pem-1", createdAt: t0)
+            try await repository.rotateSigningKey(to: first, publishRetiredUntil: t0, audit: audit("signing_key.import", "k1", tenant: nil))
+            let until = t0.advanced(by: .seconds(86_400))
+            let second = StoredSigningKey(keyID: "k2", algorithm: "RS256", privateKeyPEM: "pem-2", createdAt: t0.advanced(by: .seconds(10)))
+            try await repository.rotateSigningKey(to: second, publishRetiredUntil: until, audit: audit("signing_key.rotate", "k2", tenant: nil))
+            let before = try await repository.signingKeys()
+            var sealed = before
+            for index in sealed.indices { sealed[index].privateKeyPEM = "kek:v1:k:" + sealed[index].keyID }
+            try await repository.resealSigningKeys(sealed, audit: audit("signing_key.seal", "k", tenant: nil))
+            let after = try await repository.signingKeys()
+            #expect(after.map(\.privateKeyPEM) == ["kek:v1:k:k2", "kek:v1:k:k1"])
+            #expect(after.map(\.keyID) == before.map(\.keyID) && after.map(\.retiredAt) == before.map(\.retiredAt)
+                    && after.map(\.publishUntil) == before.map(\.publishUntil) && after.map(\.createdAt) == before.map(\.createdAt))
+            #expect(try await repository.auditEvents(AuditQuery(action: "signing_key.seal", limit: 10)).count == 1)
+            // One unknown id: nothing changes.
+            let unknown = StoredSigningKey(keyID: "k9", algorithm: "EdDSA", privateKeyPEM: "x", createdAt: t0)
+            var mixed = after
+            mixed[0].privateKeyPEM = "changed"
+            await #expect(throws: LicenseError.self) {
+                try await repository.resealSigningKeys(mixed + [unknown], audit: audit("signing_key.seal", "k", tenant: nil))
+            }
+            #expect(try await repository.signingKeys().map(\.privateKeyPEM) == ["kek:v1:k:k2", "kek:v1:k:k1"])
+        }
+    }
 }

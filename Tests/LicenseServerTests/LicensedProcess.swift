@@ -17,7 +17,10 @@ final class LicensedProcess: Sendable {
 
     let port: Int
     let folder: String
-    let arguments: [String]
+    private let currentArguments: NIOLockedValueBox<[String]>
+    var arguments: [String] { currentArguments.withLockedValue { $0 } }
+    /// Environment variables the daemon gets besides the bootstrap operator key.
+    let environment: [String: String]
     /// The open-file limit (`ulimit -n`) the daemon runs under, when one is set.
     let openFileLimit: Int?
     /// Turns the daemon's command line into the one to run (e.g. inside an image's root).
@@ -30,22 +33,33 @@ final class LicensedProcess: Sendable {
 
     /// Starts a daemon with `arguments` added to its data folder and listen address.
     static func start(
-        _ arguments: [String], openFileLimit: Int? = nil, launcher: @escaping @Sendable ([String]) -> [String] = { $0 }
+        _ arguments: [String], environment: [String: String] = [:], openFileLimit: Int? = nil,
+        launcher: @escaping @Sendable ([String]) -> [String] = { $0 }
     ) async throws -> LicensedProcess {
         let process = LicensedProcess(
             port: try FreePort.next(), folder: try makeTemporaryDirectory("licensed-process"), arguments: arguments,
-            openFileLimit: openFileLimit, launcher: launcher
+            environment: environment, openFileLimit: openFileLimit, launcher: launcher
         )
         try await process.launch()
         return process
     }
 
-    private init(port: Int, folder: String, arguments: [String], openFileLimit: Int?, launcher: @escaping @Sendable ([String]) -> [String]) {
+    private init(
+        port: Int, folder: String, arguments: [String], environment: [String: String], openFileLimit: Int?,
+        launcher: @escaping @Sendable ([String]) -> [String]
+    ) {
         self.port = port
         self.folder = folder
-        self.arguments = arguments
+        self.currentArguments = NIOLockedValueBox(arguments)
+        self.environment = environment
         self.openFileLimit = openFileLimit
         self.launcher = launcher
+    }
+
+    /// Starts the daemon again on the same folder and port with other `arguments`.
+    func launch(with arguments: [String]) async throws {
+        currentArguments.withLockedValue { $0 = arguments }
+        try await launch()
     }
 
     /// Starts the daemon (again, after `kill`) and waits until it listens.
@@ -58,7 +72,7 @@ final class LicensedProcess: Sendable {
             // The shell sets the limit (soft and hard) and becomes the daemon.
             command = ["/bin/sh", "-c", "ulimit -n \(openFileLimit) && exec \"$0\" \"$@\""] + command
         }
-        let process = try ChildProcess(launcher(command), logFile: logFile, environment: ["LICENSED_BOOTSTRAP_API_KEY": Self.operatorKey])
+        let process = try ChildProcess(launcher(command), logFile: logFile, environment: environment.merging(["LICENSED_BOOTSTRAP_API_KEY": Self.operatorKey]) { $1 })
         child.withLockedValue { $0 = process }
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
