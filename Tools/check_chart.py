@@ -56,6 +56,8 @@ BAD_VALUES = [
     ({"tls": {"certManager": {"enabled": True, "issuerRef": {"name": "ca"}}}}, "not both"),
     ({"mode": "embedded", "replicaCount": 3}, "exactly one replica"),
     ({"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}, "minReplicas must not exceed"),
+    ({"keyEncryption": {"existingSecret": "licensed-kek"}}, "needs keyEncryption.ids"),
+    ({"keyEncryption": {"ids": ["a b"]}}, "/keyEncryption/ids/0"),
 ]
 
 

@@ -72,6 +72,12 @@ app.kubernetes.io/part-of: coditect
 {{- if le (int .Values.lifecycle.terminationGracePeriodSeconds) (add .Values.lifecycle.preStopSleepSeconds .Values.config.drainTimeoutSeconds | int) }}
 {{- fail (printf "lifecycle.terminationGracePeriodSeconds (%d) must exceed lifecycle.preStopSleepSeconds + config.drainTimeoutSeconds (%d), or replicas are killed mid-drain" (int .Values.lifecycle.terminationGracePeriodSeconds) (add .Values.lifecycle.preStopSleepSeconds .Values.config.drainTimeoutSeconds | int)) }}
 {{- end }}
+{{- if and .Values.keyEncryption.existingSecret (not .Values.keyEncryption.ids) }}
+{{- fail "keyEncryption.existingSecret needs keyEncryption.ids: the KEK ids in that Secret, the sealing one first" }}
+{{- end }}
+{{- if and .Values.keyEncryption.ids (not .Values.keyEncryption.existingSecret) }}
+{{- fail "keyEncryption.ids needs keyEncryption.existingSecret: the Secret that holds them" }}
+{{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
 {{- end }}
