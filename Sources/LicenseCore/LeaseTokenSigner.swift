@@ -47,8 +47,9 @@ public struct LeaseClaims: Hashable, Sendable, Codable {
 public protocol LeaseTokenSigner: Sendable {
     /// The `iss` claim this signer's tokens carry.
     var issuer: String { get }
-    /// Signs the claims as a compact JWS.
-    func sign(_ claims: LeaseClaims) throws -> String
+    /// Signs the claims as a compact JWS. A signer whose key is elsewhere (an HSM, a KMS) must
+    /// return promptly when its task is cancelled: the service signs under a deadline.
+    func sign(_ claims: LeaseClaims) async throws -> String
     /// The current and retired public keys as an RFC 7517 JWKS document.
     func jwksJSON() -> String
     /// A new random key of `algorithm` (`nil`: the current key's), in the form the repository stores.

@@ -125,6 +125,8 @@ extension LicenseError {
         public static let deadlineExceeded = Reason(rawValue: "DEADLINE_EXCEEDED")
         public static let shuttingDown = Reason(rawValue: "SHUTTING_DOWN")
         public static let backendUnavailable = Reason(rawValue: "BACKEND_UNAVAILABLE")
+        /// The lease token could not be signed (the key's HSM or KMS is slow, gone or failing).
+        public static let signingUnavailable = Reason(rawValue: "SIGNING_UNAVAILABLE")
         public static let internalError = Reason(rawValue: "INTERNAL")
     }
 }

@@ -18,11 +18,35 @@ extension LicenseService {
             seatLimit: license.seats, leaseTTL: license.policy.leaseTTL, pendingTTL: configuration.pendingClaimTTL
         )
         let (lease, resumed) = try await claimRecorded(request, command: command, license: license, by: principal, at: now)
-        let (token, tokenExpiry) = try makeToken(license: license, sessionID: lease.sessionID, userID: principal.userID, hardwareID: command.hardwareID, now: now)
+        let token: String, tokenExpiry: Timestamp
+        do {
+            (token, tokenExpiry) = try await makeToken(license: license, sessionID: lease.sessionID, userID: principal.userID, hardwareID: command.hardwareID, now: now)
+        } catch {
+            // No token, no seat: the client was told to retry, so the seat is given back now
+            // rather than held until the lease lapses.
+            await giveBack(lease.sessionID, license: license, by: principal)
+            throw error
+        }
         return AcquireOutcome(
             sessionID: lease.sessionID, leaseToken: token, leaseExpiresAt: lease.expiresAt,
             tokenExpiresAt: tokenExpiry, policy: license.policy, resumed: resumed
         )
+    }
+
+    /// Ends the session of an acquire whose token could not be signed (audited as
+    /// `session.unsigned`) and frees its seat. A backend that fails here leaves the seat to lapse
+    /// with its lease, as a client that vanished would.
+    private func giveBack(_ sessionID: SessionID, license: License, by principal: Principal) async {
+        let repository = repository(for: principal)
+        let now = clock.now()
+        let audit = AuditEvent(at: now, tenantID: license.tenantID, actor: principal.userID, action: "session.unsigned", target: sessionID.rawValue)
+        do {
+            _ = try await backend("the repository") { try await repository.endSession(sessionID, at: now, reason: .released, audit: audit) }
+            directory.forget(sessionID)
+            _ = try await backend("the seat store") { try await seats.release(licenseID: license.id, sessionID: sessionID) }
+        } catch {
+            logger.warning("the seat of an acquire that could not be signed is left to lapse", metadata: ["session": "\(sessionID)", "error": "\(error)"])
+        }
     }
 
     /// Claims a seat and records its session, so that a seat is held only with its row: the

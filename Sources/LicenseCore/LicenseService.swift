@@ -12,11 +12,18 @@ public struct ServiceConfiguration: Sendable {
     /// repository's write deadline, so a slow commit still finds its seat; short, so a claim
     /// whose daemon died or gave up frees its seat within seconds.
     public var pendingClaimTTL: Duration
+    /// How long signing one lease token may take (an HSM or KMS that is slow or gone must not
+    /// hold calls): an acquire past it answers `UNAVAILABLE` and gives its seat back.
+    public var signingTimeout: Duration
 
-    public init(issuer: String = "coditect-licensed", defaultPolicy: LeasePolicy = .default, pendingClaimTTL: Duration = .seconds(10)) {
+    public init(
+        issuer: String = "coditect-licensed", defaultPolicy: LeasePolicy = .default, pendingClaimTTL: Duration = .seconds(10),
+        signingTimeout: Duration = .seconds(2)
+    ) {
         self.issuer = issuer
         self.defaultPolicy = defaultPolicy
         self.pendingClaimTTL = pendingClaimTTL
+        self.signingTimeout = signingTimeout
     }
 }
 
@@ -146,9 +153,16 @@ public struct LicenseService: Sendable {
 
         var result = HeartbeatOutcome(leaseExpiresAt: lease.expiresAt, nextHeartbeatAt: now.advanced(by: license.policy.heartbeatInterval))
         if needsFreshToken(clientTokenExpiry, policy: license.policy, now: now) {
-            let (token, expiry) = try makeToken(license: license, sessionID: session.id, userID: session.userID, hardwareID: session.hardwareID, now: now)
-            result.leaseToken = token
-            result.tokenExpiresAt = expiry
+            // The lease is renewed whatever the signer does: a token that cannot be signed now is
+            // asked for again by the next heartbeat (the client's token is still the old one).
+            do {
+                let (token, expiry) = try await makeToken(license: license, sessionID: session.id, userID: session.userID, hardwareID: session.hardwareID, now: now)
+                result.leaseToken = token
+                result.tokenExpiresAt = expiry
+            } catch {
+                logger.warning("a heartbeat renewed its lease without a fresh token: signing failed; the next heartbeat asks again",
+                               metadata: ["session": "\(session.id)"])
+            }
         }
         return result
     }
@@ -276,7 +290,7 @@ public struct LicenseService: Sendable {
     /// `licensed_signing_errors_total`: lease tokens that could not be signed.
     public static let signingErrors = Counter(label: "licensed_signing_errors_total")
 
-    func makeToken(license: License, sessionID: SessionID, userID: UserID, hardwareID: String, now: Timestamp) throws -> (String, Timestamp) {
+    func makeToken(license: License, sessionID: SessionID, userID: UserID, hardwareID: String, now: Timestamp) async throws -> (String, Timestamp) {
         var expiry = now.advanced(by: license.policy.offlineGrace)
         if let until = license.validUntil { expiry = min(expiry, until) }
         // JWT times are whole seconds: round the expiry down so the answer matches the token.
@@ -288,15 +302,22 @@ public struct LicenseService: Sendable {
             issuedAt: now.secondsSinceEpoch, notBefore: now.secondsSinceEpoch - 60,
             expiresAt: expiry.secondsSinceEpoch, tokenID: IdentifierGenerator.make(prefix: "tok", byteCount: 12)
         )
+        let signer = self.signer
         do {
             let start = ContinuousClock.now
-            let token = try signer.sign(claims)
+            let token = try await withDeadline(configuration.signingTimeout, orThrow: { SigningTimedOut() }) { try await signer.sign(claims) }
             Self.signingDuration.recordSince(start)
             return (token, expiry)
         } catch {
             Self.signingErrors.increment()
-            logger.error("lease token signing failed", metadata: ["error": "\(type(of: error))"])
-            throw LicenseError(.internal, .internalError, "the lease token could not be signed")
+            let timedOut = error is SigningTimedOut
+            logger.error("lease token signing failed", metadata: ["error": "\(timedOut ? "timed out" : "\(type(of: error))")"])
+            throw LicenseError(
+                .unavailable, .signingUnavailable,
+                timedOut ? "the lease token could not be signed in time: the signing key's store is slow or gone; retry"
+                    : "the lease token could not be signed: the signing key's store failed; retry",
+                retryAfter: .seconds(1)
+            )
         }
     }
 
@@ -342,3 +363,6 @@ extension LeaseClaims {
         Base64URL.encode(SHA256.hash(data: Array(hardwareID.utf8)))
     }
 }
+
+/// A signature that did not come within `ServiceConfiguration.signingTimeout`.
+struct SigningTimedOut: Error {}

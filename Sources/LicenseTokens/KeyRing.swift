@@ -33,7 +33,7 @@ public final class KeyRing: LeaseTokenSigner {
         }
     }
 
-    public func sign(_ claims: LeaseClaims) throws -> String {
+    public func sign(_ claims: LeaseClaims) async throws -> String {
         let key = currentKey
         return try LeaseToken.sign(claims, with: key)
     }

@@ -64,12 +64,12 @@ struct LeaseTokenTests {
         #expect(throws: LicenseError.self) { try wrongIssuer.verify(token, now: now) }
     }
 
-    @Test func rotationKeepsOldTokensVerifiable() throws {
+    @Test func rotationKeepsOldTokensVerifiable() async throws {
         let old = try SigningKey.generate(.edDSA)
         let ring = KeyRing(issuer: "iss", current: old)
-        let before = try ring.sign(claims())
+        let before = try await ring.sign(claims())
         ring.rotate(to: try SigningKey.generate(.edDSA))
-        let after = try ring.sign(claims())
+        let after = try await ring.sign(claims())
         let verifier = LeaseTokenVerifier(keys: try JWKS.decode(ring.jwksJSON()), issuer: "iss")
         #expect(try verifier.verify(before, now: now).sessionID == "ses")
         #expect(try verifier.verify(after, now: now).sessionID == "ses")
