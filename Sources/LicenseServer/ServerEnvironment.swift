@@ -2,6 +2,7 @@ import Foundation
 import LicenseCore
 import LicenseEmbedded
 import LicenseIdentity
+import LicensePKCS11
 import LicensePostgres
 import LicenseRedis
 import LicenseTokens
@@ -177,10 +178,15 @@ public struct ServerEnvironment: Sendable {
         // the repository does not hold it; importing a new file rotates to it.
         // With key-encryption keys, no key is written to a file and stored keys are sealed.
         let encryption = settings.keyEncryption
+        let deviceKeys = PKCS11KeyResolver()
         var stored = try await repository.signingKeys()
         var fileKey: SigningKey?
         let generatedPath = data + "/keys/lease-signing-\(settings.signingAlgorithm.rawValue.lowercased()).pem"
-        if let file = settings.signingKeyFile {
+        if let file = settings.signingKeyFile, file.hasPrefix("pkcs11:") {
+            // A key in an HSM or a KMS: the repository stores its URI (no PIN), every replica signs through the token.
+            let requested = settings.signingAlgorithmRequested ? settings.signingAlgorithm : nil
+            fileKey = SigningKey(external: try deviceKeys.key(try PKCS11URI(parsing: file), algorithm: requested))
+        } else if let file = settings.signingKeyFile {
             fileKey = try SigningKey(pem: try String(contentsOfFile: file, encoding: .utf8), algorithm: settings.signingAlgorithm)
         } else if stored.isEmpty {
             if fm.fileExists(atPath: generatedPath) {
@@ -207,11 +213,11 @@ public struct ServerEnvironment: Sendable {
         if !encryption.isEmpty {
             stored = try await Self.sealKeysInTheClear(stored, repository: repository, encryption: encryption, clock: clock, logger: logger)
             try Self.removeGeneratedKeyFiles(in: data + "/keys", heldBy: stored, logger: logger)
-            if settings.signingKeyFile != nil {
+            if let file = settings.signingKeyFile, !file.hasPrefix("pkcs11:") {
                 logger.warning("--signing-key names a key file in the clear; with a key-encryption key the repository holds it sealed: remove the file once imported")
             }
         }
-        let keyRing = try KeyRing(issuer: settings.issuer, keys: stored, now: clock.now(), encryption: encryption)
+        let keyRing = try KeyRing(issuer: settings.issuer, keys: stored, now: clock.now(), encryption: encryption, resolver: deviceKeys)
         let algorithm = keyRing.currentKey.algorithm
         if settings.signingKeyFile == nil, settings.signingAlgorithmRequested, algorithm != settings.signingAlgorithm {
             logger.warning(
@@ -284,7 +290,7 @@ extension ServerEnvironment {
     static func sealKeysInTheClear(
         _ stored: [StoredSigningKey], repository: any LicenseRepository, encryption: KeyEncryptionKeys, clock: any WallClock, logger: Logger
     ) async throws -> [StoredSigningKey] {
-        let clear = stored.filter { !KeyEncryptionKeys.isSealed($0) }
+        let clear = stored.filter { !KeyEncryptionKeys.isSealed($0) && !KeyEncryptionKeys.isDeviceReference($0) }
         guard !clear.isEmpty, let kek = encryption.sealingID else { return stored }
         try await repository.resealSigningKeys(
             try clear.map(encryption.sealed),

@@ -66,6 +66,9 @@ public struct KeyEncryptionKeys: Sendable {
         return bytes
     }
 
+    /// Whether a stored key is a device's reference (a `pkcs11:` URI), which holds no secret.
+    public static func isDeviceReference(_ stored: StoredSigningKey) -> Bool { stored.privateKeyPEM.hasPrefix("pkcs11:") }
+
     /// Whether a stored private key is sealed by a KEK.
     public static func isSealed(_ stored: StoredSigningKey) -> Bool { stored.privateKeyPEM.hasPrefix(prefix) }
 
@@ -79,7 +82,7 @@ public struct KeyEncryptionKeys: Sendable {
     /// `stored` sealed with the first KEK (opened first if another KEK sealed it). Unchanged
     /// without KEKs.
     public func sealed(_ stored: StoredSigningKey) throws -> StoredSigningKey {
-        guard let entry = entries.first else { return stored }
+        guard let entry = entries.first, !Self.isDeviceReference(stored) else { return stored }
         var result = stored
         let plaintext = try open(stored)
         let box = try AES.GCM.seal(Data(plaintext.utf8), using: entry.key, authenticating: Self.associatedData(kek: entry.id, stored))

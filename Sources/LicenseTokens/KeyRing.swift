@@ -13,12 +13,18 @@ public final class KeyRing: LeaseTokenSigner {
     public let issuer: String
     /// What seals the keys this ring makes and opens the keys it loads.
     public let encryption: KeyEncryptionKeys
+    /// Finds the keys that live in devices (HSMs, KMSs) and makes new ones there.
+    public let resolver: (any ExternalKeyResolver)?
     private let state: Mutex<State>
 
     /// Creates a key ring signing with `current`, still publishing `retired`.
-    public init(issuer: String, current: SigningKey, retired: [VerificationKey] = [], encryption: KeyEncryptionKeys = .none) {
+    public init(
+        issuer: String, current: SigningKey, retired: [VerificationKey] = [], encryption: KeyEncryptionKeys = .none,
+        resolver: (any ExternalKeyResolver)? = nil
+    ) {
         self.issuer = issuer
         self.encryption = encryption
+        self.resolver = resolver
         self.state = Mutex(State(current: current, retired: retired))
     }
 
@@ -35,7 +41,7 @@ public final class KeyRing: LeaseTokenSigner {
 
     public func sign(_ claims: LeaseClaims) async throws -> String {
         let key = currentKey
-        return try LeaseToken.sign(claims, with: key)
+        return try await LeaseToken.sign(claims, with: key)
     }
 
     /// Every published verification key, current first.
@@ -55,33 +61,65 @@ public final class KeyRing: LeaseTokenSigner {
         } else {
             chosen = currentKey.algorithm
         }
+        // A key in a device is followed by a key made in that device.
+        if let current = currentKey.external, let resolver {
+            let label = "licensed-\(chosen.rawValue.lowercased())-\(now.millisecondsSinceEpoch / 1000)"
+            return SigningKey.stored(SigningKey(external: try resolver.generate(beside: current, algorithm: chosen, label: label)), at: now)
+        }
         return try encryption.sealed(SigningKey.stored(try SigningKey.generate(chosen), at: now))
     }
 
     public func load(_ keys: [StoredSigningKey], now: Timestamp) throws {
-        let loaded = try Self.state(from: keys, now: now, encryption: encryption)
+        let loaded = try Self.state(from: keys, now: now, encryption: encryption, resolver: resolver)
         state.withLock { $0 = loaded }
     }
 
-    /// A key ring holding the repository's keys (see `load`), opened with `encryption`'s KEKs.
-    public convenience init(issuer: String, keys: [StoredSigningKey], now: Timestamp, encryption: KeyEncryptionKeys = .none) throws {
-        let loaded = try Self.state(from: keys, now: now, encryption: encryption)
-        self.init(issuer: issuer, current: loaded.current, retired: loaded.retired, encryption: encryption)
+    /// A key ring holding the repository's keys (see `load`), opened with `encryption`'s KEKs;
+    /// keys in devices are found by `resolver`.
+    public convenience init(
+        issuer: String, keys: [StoredSigningKey], now: Timestamp, encryption: KeyEncryptionKeys = .none, resolver: (any ExternalKeyResolver)? = nil
+    ) throws {
+        let loaded = try Self.state(from: keys, now: now, encryption: encryption, resolver: resolver)
+        self.init(issuer: issuer, current: loaded.current, retired: loaded.retired, encryption: encryption, resolver: resolver)
     }
 
-    /// The newest unretired key signs; retired keys are published until their `publishUntil`.
-    private static func state(from keys: [StoredSigningKey], now: Timestamp, encryption: KeyEncryptionKeys) throws -> State {
-        let signing = keys.signingKey
-        guard let signing, let algorithm = LeaseTokenAlgorithm(rawValue: signing.algorithm) else {
+    /// One stored key as a signing key: opened with a KEK, or found in its device.
+    static func signingKey(_ stored: StoredSigningKey, encryption: KeyEncryptionKeys, resolver: (any ExternalKeyResolver)?) throws -> SigningKey {
+        guard let algorithm = LeaseTokenAlgorithm(rawValue: stored.algorithm) else {
+            throw LicenseError(.internal, .internalError, "the signing key \(stored.keyID) has an unknown algorithm")
+        }
+        if KeyEncryptionKeys.isDeviceReference(stored) {
+            guard let resolver, resolver.handles(stored.privateKeyPEM) else {
+                throw LicenseError(.failedPrecondition, .invalidRequest, "the signing key \(stored.keyID) is in a PKCS#11 token, which this build cannot reach")
+            }
+            let key = try resolver.resolve(stored.privateKeyPEM, algorithm: algorithm)
+            guard key.verificationKey.keyID == stored.keyID else {
+                throw LicenseError(.failedPrecondition, .invalidRequest,
+                                   "the token object for signing key \(stored.keyID) now holds another key (\(key.verificationKey.keyID)): restore the object, or rotate to a new one")
+            }
+            return SigningKey(external: key)
+        }
+        return try SigningKey(pem: try encryption.open(stored), algorithm: algorithm)
+    }
+
+    /// The newest unretired key signs; retired keys are published until their `publishUntil`
+    /// (a retired key whose device object is gone can no longer be published and is left out).
+    private static func state(
+        from keys: [StoredSigningKey], now: Timestamp, encryption: KeyEncryptionKeys, resolver: (any ExternalKeyResolver)?
+    ) throws -> State {
+        guard let signing = keys.signingKey else {
             throw LicenseError(.internal, .internalError, "the repository holds no signing key")
         }
-        let current = try SigningKey(pem: try encryption.open(signing), algorithm: algorithm)
+        let current = try signingKey(signing, encryption: encryption, resolver: resolver)
         let retired = try keys
             .filter { $0.retiredAt != nil && ($0.publishUntil ?? now) > now && $0.keyID != current.keyID }
             .sorted { ($0.retiredAt ?? now) > ($1.retiredAt ?? now) }
             .compactMap { stored -> VerificationKey? in
-                guard let algorithm = LeaseTokenAlgorithm(rawValue: stored.algorithm) else { return nil }
-                return try SigningKey(pem: try encryption.open(stored), algorithm: algorithm).verificationKey
+                guard LeaseTokenAlgorithm(rawValue: stored.algorithm) != nil else { return nil }
+                if KeyEncryptionKeys.isDeviceReference(stored) {
+                    return try? signingKey(stored, encryption: encryption, resolver: resolver).verificationKey
+                }
+                return try signingKey(stored, encryption: encryption, resolver: resolver).verificationKey
             }
         return State(current: current, retired: retired)
     }

@@ -10,13 +10,13 @@ public enum LeaseToken {
     }
 
     /// Signs claims with a key; the header carries `alg`, `kid` and `typ`.
-    public static func sign(_ claims: LeaseClaims, with key: SigningKey) throws -> String {
+    public static func sign(_ claims: LeaseClaims, with key: SigningKey) async throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let header = try encoder.encode(Header(alg: key.algorithm.rawValue, kid: key.keyID, typ: leaseTokenType))
         let payload = try encoder.encode(claims)
         let signingInput = Base64URL.encode(header) + "." + Base64URL.encode(payload)
-        let signature = try key.sign(Data(signingInput.utf8))
+        let signature = try await key.sign(Data(signingInput.utf8))
         return signingInput + "." + Base64URL.encode(signature)
     }
 }

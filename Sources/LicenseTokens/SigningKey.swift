@@ -3,11 +3,13 @@ import _CryptoExtras
 import Foundation
 import LicenseCore
 
-/// A private key that signs lease tokens, with its key id.
+/// A private key that signs lease tokens, with its key id: held in memory, or in a device
+/// (an HSM or a KMS) that signs for it.
 public struct SigningKey: Sendable {
     enum Material: Sendable {
         case ed25519(Curve25519.Signing.PrivateKey)
         case rsa(_RSA.Signing.PrivateKey)
+        case external(any ExternalSigningKey)
     }
 
     let material: Material
@@ -20,6 +22,17 @@ public struct SigningKey: Sendable {
         self.material = material
         self.algorithm = algorithm
         self.keyID = Self.keyID(of: material)
+    }
+
+    /// A key that signs in its device.
+    public init(external key: any ExternalSigningKey) {
+        self.init(material: .external(key), algorithm: key.algorithm)
+    }
+
+    /// The device key this is, if it is one.
+    public var external: (any ExternalSigningKey)? {
+        if case .external(let key) = material { return key }
+        return nil
     }
 
     /// A new random key. RSA keys are 4096 bits (generation takes a few seconds).
@@ -45,11 +58,12 @@ public struct SigningKey: Sendable {
         }
     }
 
-    /// The key as PKCS#8 PEM, for the key file.
+    /// The key as PKCS#8 PEM, for the key file; a device key's reference (it has no PEM).
     public var pemRepresentation: String {
         switch material {
         case .ed25519(let key): key.pemRepresentation
         case .rsa(let key): key.pkcs8PEMRepresentation
+        case .external(let key): key.reference
         }
     }
 
@@ -58,26 +72,33 @@ public struct SigningKey: Sendable {
         switch material {
         case .ed25519(let key): VerificationKey(material: .ed25519(key.publicKey), algorithm: algorithm, keyID: keyID)
         case .rsa(let key): VerificationKey(material: .rsa(key.publicKey), algorithm: algorithm, keyID: keyID)
+        case .external(let key): key.verificationKey
         }
     }
 
-    func sign(_ signingInput: Data) throws -> Data {
+    func sign(_ signingInput: Data) async throws -> Data {
         switch material {
         case .ed25519(let key):
             return try key.signature(for: signingInput)
         case .rsa(let key):
             let padding: _RSA.Signing.Padding = algorithm == .ps256 ? .PSS : .insecurePKCS1v1_5
             return try key.signature(for: SHA256.hash(data: signingInput), padding: padding).rawRepresentation
+        case .external(let key):
+            return try await key.sign(signingInput)
         }
     }
 
     private static func keyID(of material: Material) -> String {
-        let der: Data
         switch material {
-        case .ed25519(let key): der = key.publicKey.derRepresentation
-        case .rsa(let key): der = key.publicKey.derRepresentation
+        case .ed25519(let key): keyID(ofPublicKeyDER: key.publicKey.derRepresentation)
+        case .rsa(let key): keyID(ofPublicKeyDER: key.publicKey.derRepresentation)
+        case .external(let key): key.verificationKey.keyID
         }
-        return String(Base64URL.encode(SHA256.hash(data: der)).prefix(16))
+    }
+
+    /// The `kid` of a public key: the first 16 characters of the base64url SHA-256 of its DER.
+    static func keyID(ofPublicKeyDER der: Data) -> String {
+        String(Base64URL.encode(SHA256.hash(data: der)).prefix(16))
     }
 }
 

@@ -50,7 +50,7 @@ struct Keys: AsyncParsableCommand {
             let encryption = settings.keyEncryption
             return try await ServerEnvironment.withRepository(settings, logger: logger) { repository in
                 let stored = try await repository.signingKeys()
-                let moving = stored.filter { KeyEncryptionKeys.sealingID(of: $0) != kek }
+                let moving = stored.filter { KeyEncryptionKeys.sealingID(of: $0) != kek && !KeyEncryptionKeys.isDeviceReference($0) }
                 guard !moving.isEmpty else { return "every one of the \(stored.count) stored signing keys is already sealed with '\(kek)'" }
                 let clear = moving.filter { !KeyEncryptionKeys.isSealed($0) }.count
                 try await repository.resealSigningKeys(

@@ -23,7 +23,7 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .customLong("tls-key"), help: "Server private key (PEM).")
     var tlsKey: String?
 
-    @Option(name: .customLong("signing-key"), help: "Lease signing private key (PKCS#8 PEM). Default: generated under DATA/keys.")
+    @Option(name: .customLong("signing-key"), help: "Lease signing private key: a PKCS#8 PEM file, or a key in an HSM or KMS as pkcs11:token=LABEL;object=LABEL?module-path=/path/module.so&pin-source=file:/path. Default: generated (in the repository).")
     var signingKey: String?
 
     @Option(name: .customLong("signing-alg"), help: "EdDSA (default), RS256 or PS256 (RSA keys are 4096-bit when generated).")

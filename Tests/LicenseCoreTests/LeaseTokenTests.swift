@@ -19,9 +19,9 @@ struct LeaseTokenTests {
     }
 
     @Test(arguments: [LeaseTokenAlgorithm.edDSA, .rs256, .ps256])
-    func signsAndVerifies(_ algorithm: LeaseTokenAlgorithm) throws {
+    func signsAndVerifies(_ algorithm: LeaseTokenAlgorithm) async throws {
         let key = try key(algorithm)
-        let token = try LeaseToken.sign(claims(), with: key)
+        let token = try await LeaseToken.sign(claims(), with: key)
         let header = try #require(Base64URL.decode(token.split(separator: ".")[0]))
         let json = try #require(try JSONSerialization.jsonObject(with: header) as? [String: String])
         #expect(json == ["alg": algorithm.rawValue, "kid": key.keyID, "typ": "coditect-lease+jwt"])
@@ -31,10 +31,10 @@ struct LeaseTokenTests {
     }
 
     @Test(arguments: [LeaseTokenAlgorithm.edDSA, .rs256])
-    func rejectsTampering(_ algorithm: LeaseTokenAlgorithm) throws {
+    func rejectsTampering(_ algorithm: LeaseTokenAlgorithm) async throws {
         let key = try key(algorithm)
         let verifier = LeaseTokenVerifier(keys: [key.verificationKey], issuer: "iss")
-        let token = try LeaseToken.sign(claims(), with: key)
+        let token = try await LeaseToken.sign(claims(), with: key)
         var forged = claims()
         forged.licenseID = "enterprise"
         let parts = token.split(separator: ".").map(String.init)
@@ -47,17 +47,17 @@ struct LeaseTokenTests {
         #expect(throws: LicenseError.self) { try verifier.verify(swapped + "." + parts[1] + "." + parts[2], now: now) }
     }
 
-    @Test func rejectsExpiredWrongHardwareAndUnknownKeys() throws {
+    @Test func rejectsExpiredWrongHardwareAndUnknownKeys() async throws {
         let key = try SigningKey.generate(.edDSA)
         let verifier = LeaseTokenVerifier(keys: [key.verificationKey], issuer: "iss")
-        let expired = try LeaseToken.sign(claims(expiresIn: 10), with: key)
+        let expired = try await LeaseToken.sign(claims(expiresIn: 10), with: key)
         let error = #expect(throws: LicenseError.self) { try verifier.verify(expired, now: now.advanced(by: .seconds(71))) }
         #expect(error?.reason == .tokenExpired)
         #expect(throws: Never.self) { try verifier.verify(expired, now: now.advanced(by: .seconds(69))) }
-        let token = try LeaseToken.sign(claims(), with: key)
+        let token = try await LeaseToken.sign(claims(), with: key)
         let mismatch = #expect(throws: LicenseError.self) { try verifier.verify(token, now: now, hardwareID: "other-machine") }
         #expect(mismatch?.reason == .hardwareMismatch)
-        let stranger = try LeaseToken.sign(claims(), with: try SigningKey.generate(.edDSA))
+        let stranger = try await LeaseToken.sign(claims(), with: try SigningKey.generate(.edDSA))
         let unknown = #expect(throws: LicenseError.self) { try verifier.verify(stranger, now: now) }
         #expect(unknown?.reason == .unknownSigningKey)
         let wrongIssuer = LeaseTokenVerifier(keys: [key.verificationKey], issuer: "someone-else")
@@ -89,7 +89,7 @@ struct LeaseTokenTests {
 /// which `.ci/run` installs), so other-language clients can rely on the format.
 @Suite("Lease tokens across languages")
 struct CrossLanguageTokenTests {
-    @Test func joserfcVerifiesEveryAlgorithmAndRejectsForgeries() throws {
+    @Test func joserfcVerifiesEveryAlgorithmAndRejectsForgeries() async throws {
         let now = SystemWallClock().now()
         let ed = try SigningKey.generate(.edDSA)
         let rsaPEM = LeaseTokenTests.rsaKeyPEM
@@ -100,13 +100,13 @@ struct CrossLanguageTokenTests {
                         hardwareHash: LeaseClaims.hardwareHash("hw"), features: [], issuedAt: now.secondsSinceEpoch,
                         notBefore: now.secondsSinceEpoch - 60, expiresAt: now.secondsSinceEpoch + exp, tokenID: "t-\(session)")
         }
-        let valid = [try LeaseToken.sign(claims("ed"), with: ed), try LeaseToken.sign(claims("rs"), with: rs), try LeaseToken.sign(claims("ps"), with: ps)]
+        let valid = [try await LeaseToken.sign(claims("ed"), with: ed), try await LeaseToken.sign(claims("rs"), with: rs), try await LeaseToken.sign(claims("ps"), with: ps)]
         let parts = valid[0].split(separator: ".").map(String.init)
         var forgedClaims = claims("ed")
         forgedClaims.licenseID = "enterprise"
         let forged = parts[0] + "." + Base64URL.encode(try JSONEncoder().encode(forgedClaims)) + "." + parts[2]
-        let expired = try LeaseToken.sign(claims("old", exp: -3_600), with: ed)
-        let stranger = try LeaseToken.sign(claims("x"), with: try SigningKey.generate(.edDSA))
+        let expired = try await LeaseToken.sign(claims("old", exp: -3_600), with: ed)
+        let stranger = try await LeaseToken.sign(claims("x"), with: try SigningKey.generate(.edDSA))
 
         let jwks = try JSONSerialization.jsonObject(with: Data(JWKS.encode([ed.verificationKey, rs.verificationKey, ps.verificationKey]).utf8))
         let input = try JSONSerialization.data(withJSONObject: [

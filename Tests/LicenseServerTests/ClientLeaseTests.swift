@@ -264,8 +264,9 @@ struct ClientLeaseTests {
                 sessionID: grant.sessionID, hardwareHash: grant.claims.hardwareHash, features: [], issuedAt: grant.claims.issuedAt,
                 notBefore: grant.claims.notBefore, expiresAt: grant.claims.expiresAt, tokenID: "x"
             )
-            await rejected(try LeaseToken.sign(strangerClaims, with: stranger), "UNKNOWN_SIGNING_KEY")
-            let strangerToken = try LeaseToken.sign(strangerClaims, with: stranger).split(separator: ".").map(String.init)
+            let strangerSigned = try await LeaseToken.sign(strangerClaims, with: stranger)
+            await rejected(strangerSigned, "UNKNOWN_SIGNING_KEY")
+            let strangerToken = strangerSigned.split(separator: ".").map(String.init)
             let header = String(decoding: Base64URL.decode(parts[0][...])!, as: UTF8.self)
             await rejected([Base64URL.encode(Data(header.utf8)), strangerToken[1], strangerToken[2]].joined(separator: "."), "INVALID_TOKEN")
 

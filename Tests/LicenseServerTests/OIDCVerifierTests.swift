@@ -121,7 +121,7 @@ struct OIDCVerifierTests {
             await expectRefused(verifier, try provider.token(provider.claims(subject: "s", audience: Self.audience, now: now), kid: "rsa-1", extraHeader: leaseHeader), "a lease token")
             // A real lease token from a KeyRing is refused too (untrusted issuer, unknown key).
             let signing = try SigningKey.generate(.edDSA)
-            let lease = try LeaseToken.sign(LeaseClaims(
+            let lease = try await LeaseToken.sign(LeaseClaims(
                 issuer: "coditect-licensed", userID: "u", tenantID: "t", licenseID: "l", sessionID: "s", hardwareHash: "h", features: [],
                 issuedAt: now.secondsSinceEpoch, notBefore: now.secondsSinceEpoch, expiresAt: now.secondsSinceEpoch + 60, tokenID: "j"
             ), with: signing)
