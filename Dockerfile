@@ -17,6 +17,7 @@ COPY . .
 RUN swift build -c release --product licensed --static-swift-stdlib \
  && mkdir -p /staging \
  && cp "$(swift build -c release --show-bin-path)/licensed" /staging/ \
+ && strip --strip-debug /staging/licensed \
  && cp /usr/libexec/swift/linux/swift-backtrace-static /staging/
 
 # ---- run ----

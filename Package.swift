@@ -277,7 +277,7 @@ let package = Package(
             name: "LicenseServerTests",
             dependencies: [
                 "LicenseServer", "LicenseClient", "LicenseWire", "LicenseCore", "LicenseTokens",
-                "LicenseRedis", "LicensePostgres", "LicenseIdentity", "LicenseLoad", "BackendTestSupport",
+                "LicenseRedis", "LicensePostgres", "LicenseIdentity", "LicenseLoad", "LicensePKCS11", "BackendTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

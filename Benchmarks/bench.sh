@@ -10,7 +10,8 @@
 #   swift build -c release --product licensed && swift build -c release --product license-load
 # Optional: BENCH_POSTGRES_OPTIONS="&writers=8" (Postgres URL options), BENCH_POSTGRES_FLAGS="-c ..."
 # (server settings), BENCH_LICENSED_FLAGS="--ops-listen none" (more daemon flags; by default the
-# daemon gets an ops port of its own, so metrics are on), BENCH_KEEP_LOG=FILE (keep the daemon's log).
+# daemon gets an ops port of its own, so metrics are on), BENCH_KEEP_LOG=FILE (keep the daemon's log),
+# BENCH_METRICS_FILE=FILE (its /metrics after the run).
 set -euo pipefail
 backend=${1:?embedded or redis-postgres}; alg=${2:?EdDSA, RS256 or PS256}; shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,7 +38,8 @@ start_postgres() { if [ "$(id -u)" = 0 ]; then exec setpriv --reuid=postgres --r
 
 args=(--data-dir "$work/data" --listen "127.0.0.1:$(port)" --signing-alg "$alg" --log-level warning)
 listen=${args[3]}
-args+=(--ops-listen "127.0.0.1:$(port)")
+ops="127.0.0.1:$(port)"
+args+=(--ops-listen "$ops")
 if [ "$backend" = redis-postgres ]; then
   redis_port=$(port); pg_port=$(port)
   redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
@@ -59,4 +61,9 @@ pids+=($daemon)
 for _ in $(seq 200); do grep -q "listening on" "$work/licensed.log" 2>/dev/null && break; sleep 0.1; done
 grep -q "listening on" "$work/licensed.log" || { cat "$work/licensed.log"; exit 1; }
 [ -n "${BENCH_KEEP_LOG:-}" ] && trap 'cp "$work/licensed.log" "$BENCH_KEEP_LOG"; cleanup' EXIT
-LICENSECTL_API_KEY=$LICENSED_BOOTSTRAP_API_KEY "$bin/license-load" "$@" --server "$listen" --ca "$work/data/tls/ca.pem" --pid "$daemon"
+status=0
+LICENSECTL_API_KEY=$LICENSED_BOOTSTRAP_API_KEY "$bin/license-load" "$@" --server "$listen" --ca "$work/data/tls/ca.pem" --pid "$daemon" || status=$?
+if [ -n "${BENCH_METRICS_FILE:-}" ]; then
+  python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://$ops/metrics').read().decode())" >"$BENCH_METRICS_FILE"
+fi
+exit "$status"

@@ -29,7 +29,7 @@ while (($#)); do
     *) say "unknown argument $1 (see the top of $0)"; exit 2 ;;
   esac
 done
-for tool in umoci skopeo python3 ldd; do
+for tool in umoci skopeo python3 ldd strip; do
   command -v "$tool" >/dev/null || { say "missing $tool (Debian: apt-get install umoci skopeo)"; exit 1; }
 done
 
@@ -47,6 +47,9 @@ trap 'rm -rf "$stage"' EXIT
 rootfs="$stage/rootfs"
 mkdir -p "$rootfs"/{usr/local/bin,usr/libexec/swift,etc/ssl/certs,var/lib/licensed,tmp,proc,dev,sys}
 install -m 0755 "$binary" "$rootfs/usr/local/bin/licensed"
+# Without the DWARF debug information (a third of the binary); the symbol table stays, so crash
+# backtraces still name functions.
+strip --strip-debug "$rootfs/usr/local/bin/licensed"
 
 # The shared libraries the binary loads, each at the path the loader finds it (its folder is on
 # the binary's RUNPATH or the loader's default path), and the loader itself.

@@ -50,6 +50,9 @@ public protocol LeaseTokenSigner: Sendable {
     /// Signs the claims as a compact JWS. A signer whose key is elsewhere (an HSM, a KMS) must
     /// return promptly when its task is cancelled: the service signs under a deadline.
     func sign(_ claims: LeaseClaims) async throws -> String
+    /// Whether signing happens in this process and cannot stall (a key in memory): the service
+    /// then signs without a deadline, which costs two tasks and a timer per token.
+    var signsInProcess: Bool { get }
     /// The current and retired public keys as an RFC 7517 JWKS document.
     func jwksJSON() -> String
     /// A new random key of `algorithm` (`nil`: the current key's), in the form the repository stores.
@@ -57,4 +60,8 @@ public protocol LeaseTokenSigner: Sendable {
     /// Adopts the repository's keys: the newest unretired key signs; retired keys stay
     /// published until their `publishUntil`.
     func load(_ keys: [StoredSigningKey], now: Timestamp) throws
+}
+
+extension LeaseTokenSigner {
+    public var signsInProcess: Bool { false }
 }

@@ -117,6 +117,10 @@ final class PKCS11Key: ExternalSigningKey {
 /// The threads that make blocking PKCS#11 calls, with a cap on the calls waiting for them: a
 /// token that stops answering fills the cap, and further calls fail at once instead of queueing.
 final class PKCS11ThreadPool: Sendable {
+    /// The process's pool: four threads (so four signatures in the tokens at once, each on a
+    /// session of its own), started when the first PKCS#11 key is used; at most 1,024 waiting.
+    static let shared = PKCS11ThreadPool(threads: 4)
+
     private let pool: NIOThreadPool
     private let waiting = Atomic<Int>(0)
     private let limit: Int
@@ -124,7 +128,8 @@ final class PKCS11ThreadPool: Sendable {
     init(threads: Int) {
         pool = NIOThreadPool(numberOfThreads: threads)
         pool.start()
-        limit = threads * 4
+        // The deadline bounds how long a caller waits; this bounds how many wait (and their memory).
+        limit = 1024
     }
 
     /// Runs `body` on a pool thread; returns (throwing `CancellationError`) as soon as the

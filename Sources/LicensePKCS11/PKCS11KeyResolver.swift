@@ -7,13 +7,10 @@ import Synchronization
 /// key pairs in their tokens for scheduled or operator rotations. Modules are loaded with
 /// `dlopen` on first use; tokens are shared between keys of the same module and label.
 public final class PKCS11KeyResolver: ExternalKeyResolver {
-    private let pool: PKCS11ThreadPool
+    private var pool: PKCS11ThreadPool { .shared }
     private let tokens = Mutex<[String: PKCS11Token]>([:])
 
-    /// `threads`: how many signatures may be in the tokens at once (each holds a session).
-    public init(threads: Int = 4) {
-        pool = PKCS11ThreadPool(threads: threads)
-    }
+    public init() {}
 
     public func handles(_ reference: String) -> Bool { reference.hasPrefix("pkcs11:") }
 

@@ -39,6 +39,8 @@ public final class KeyRing: LeaseTokenSigner {
         }
     }
 
+    public var signsInProcess: Bool { currentKey.external == nil }
+
     public func sign(_ claims: LeaseClaims) async throws -> String {
         let key = currentKey
         return try await LeaseToken.sign(claims, with: key)
