@@ -88,7 +88,8 @@ final class PKCS11Token: Sendable {
         var probe = CK_ATTRIBUTE(type: type, pValue: nil, ulValueLen: 0)
         let sized = f.C_GetAttributeValue!(session, object, &probe, 1)
         guard sized == CKR_OK, probe.ulValueLen != CK_ULONG.max else {
-            if PKCS11Error(function: "C_GetAttributeValue", code: sized).sessionLost { throw PKCS11Error(function: "C_GetAttributeValue", code: sized) }
+            let error = PKCS11Error(function: "C_GetAttributeValue", code: sized)
+            if error.sessionLost { throw error }
             return nil
         }
         var bytes = [UInt8](repeating: 0, count: Int(probe.ulValueLen))

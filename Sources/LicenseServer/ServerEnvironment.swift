@@ -290,14 +290,26 @@ extension ServerEnvironment {
     static func sealKeysInTheClear(
         _ stored: [StoredSigningKey], repository: any LicenseRepository, encryption: KeyEncryptionKeys, clock: any WallClock, logger: Logger
     ) async throws -> [StoredSigningKey] {
-        let clear = stored.filter { !KeyEncryptionKeys.isSealed($0) && !KeyEncryptionKeys.isDeviceReference($0) }
-        guard !clear.isEmpty, let kek = encryption.sealingID else { return stored }
-        try await repository.resealSigningKeys(
-            try clear.map(encryption.sealed),
-            audit: AuditEvent(at: clock.now(), tenantID: nil, actor: nil, action: "signing_key.seal", target: kek)
-        )
-        logger.notice("sealed the stored signing keys with a key-encryption key", metadata: ["keys": "\(clear.count)", "kek": "\(kek)"])
+        let clear = try await reseal(stored, where: { !KeyEncryptionKeys.isSealed($0) }, in: repository, with: encryption, action: "signing_key.seal", at: clock.now())
+        guard !clear.isEmpty else { return stored }
+        logger.notice("sealed the stored signing keys with a key-encryption key", metadata: ["keys": "\(clear.count)", "kek": "\(encryption.sealingID ?? "")"])
         return try await repository.signingKeys()
+    }
+
+    /// Seals with `encryption`'s first KEK the stored keys `including` picks (never a device's
+    /// reference, which holds no secret), in one commit audited as `action`; returns those keys
+    /// as they were stored before (none, and nothing written, without a KEK or a key to seal).
+    public static func reseal(
+        _ stored: [StoredSigningKey], where including: (StoredSigningKey) -> Bool, in repository: any LicenseRepository,
+        with encryption: KeyEncryptionKeys, action: String, at now: Timestamp
+    ) async throws -> [StoredSigningKey] {
+        guard let kek = encryption.sealingID else { return [] }
+        let chosen = stored.filter { !KeyEncryptionKeys.isDeviceReference($0) && including($0) }
+        guard !chosen.isEmpty else { return [] }
+        try await repository.resealSigningKeys(
+            try chosen.map(encryption.sealed), audit: AuditEvent(at: now, tenantID: nil, actor: nil, action: action, target: kek)
+        )
+        return chosen
     }
 
     /// Removes the key files an earlier start generated in `folder` once the repository holds

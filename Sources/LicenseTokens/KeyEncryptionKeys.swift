@@ -58,9 +58,9 @@ public struct KeyEncryptionKeys: Sendable {
     public static func material(fromText text: String, id: String) throws -> Data {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.count == 64, let bytes = Hex.decode(trimmed) { return bytes }
-        let standard = trimmed.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        let padded = standard + String(repeating: "=", count: (4 - standard.count % 4) % 4)
-        guard let bytes = Data(base64Encoded: padded), bytes.count == 32 else {
+        // Base64URL takes padding or none; the standard alphabet differs in two characters.
+        let urlAlphabet = trimmed.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+        guard let bytes = Base64URL.decode(urlAlphabet), bytes.count == 32 else {
             throw LicenseError(.invalidArgument, .invalidRequest, "the key-encryption key '\(id)' must be 32 bytes in base64 or 64 hex digits (openssl rand -base64 32)")
         }
         return bytes

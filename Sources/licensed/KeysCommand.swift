@@ -50,14 +50,13 @@ struct Keys: AsyncParsableCommand {
             let encryption = settings.keyEncryption
             return try await ServerEnvironment.withRepository(settings, logger: logger) { repository in
                 let stored = try await repository.signingKeys()
-                let moving = stored.filter { KeyEncryptionKeys.sealingID(of: $0) != kek && !KeyEncryptionKeys.isDeviceReference($0) }
-                guard !moving.isEmpty else { return "every one of the \(stored.count) stored signing keys is already sealed with '\(kek)'" }
-                let clear = moving.filter { !KeyEncryptionKeys.isSealed($0) }.count
-                try await repository.resealSigningKeys(
-                    try moving.map(encryption.sealed),
-                    audit: AuditEvent(at: SystemWallClock().now(), tenantID: nil, actor: nil, action: "signing_key.rewrap", target: kek)
+                let moved = try await ServerEnvironment.reseal(
+                    stored, where: { KeyEncryptionKeys.sealingID(of: $0) != kek }, in: repository, with: encryption,
+                    action: "signing_key.rewrap", at: SystemWallClock().now()
                 )
-                return "sealed \(moving.count) of \(stored.count) stored signing keys with '\(kek)' (\(clear) were in the clear)"
+                guard !moved.isEmpty else { return "every one of the \(stored.count) stored signing keys is already sealed with '\(kek)'" }
+                let clear = moved.filter { !KeyEncryptionKeys.isSealed($0) }.count
+                return "sealed \(moved.count) of \(stored.count) stored signing keys with '\(kek)' (\(clear) were in the clear)"
             }
         }
     }
