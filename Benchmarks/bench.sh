@@ -15,7 +15,7 @@
 set -euo pipefail
 backend=${1:?embedded or redis-postgres}; alg=${2:?EdDSA, RS256 or PS256}; shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=$root/.build/release
+bin=${BENCH_BIN:-$root/.build/release}
 work=$(mktemp -d /tmp/license-bench.XXXXXX)
 chmod 755 "$work"
 pids=()

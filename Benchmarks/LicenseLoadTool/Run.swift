@@ -12,6 +12,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Virtual users.") var users = 100
     @Option(help: "TLS connections the users share (storm: one per user).") var connections = 10
     @Option(help: "Open loop at this many calls per second in total (default: closed loop).") var rate: Double?
+    @Option(help: "spread (default: user i starts at loop entry i mod n, so the calls are mixed at every moment) or aligned (every user starts at the first entry, and the fleet moves through the loop in step).") var phases = "spread"
     @Option(help: "Seconds the loop runs (at most 600).") var duration = 10.0
     @Option(name: .customLong("max-calls"), help: "Stop the loop after this many calls.") var maxCalls = 10_000_000
     @Option(help: "table (default) or json.") var output = "table"
@@ -25,6 +26,7 @@ struct Run: AsyncParsableCommand {
         guard maxCalls > 0 else { throw ValidationError("--max-calls must be positive") }
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
         guard ["table", "json"].contains(output) else { throw ValidationError("--output must be table or json") }
+        guard LoadOptions.Phases(rawValue: phases) != nil else { throw ValidationError("--phases must be spread or aligned") }
         guard scenario == nil || recording == nil else { throw ValidationError("give --scenario or --recording, not both") }
         if let scenario, Scenario(rawValue: scenario) == nil {
             throw ValidationError("--scenario must be one of: \(Scenario.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -48,6 +50,7 @@ struct Run: AsyncParsableCommand {
         options.duration = .milliseconds(Int64(duration * 1000))
         options.maxCalls = maxCalls
         if let rate { options.pacing = .openLoop(callsPerSecond: rate) }
+        options.phases = LoadOptions.Phases(rawValue: phases)!
 
         let before = target.pid.flatMap(ProcessSample.read)
         let wallStart = Date()

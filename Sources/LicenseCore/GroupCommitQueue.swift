@@ -30,6 +30,7 @@ public actor GroupCommitQueue<Connection> {
     ) async throws -> T {
         let box = ResultBox<T>()
         let unit = GroupCommitUnit<Connection>(payload: payload, deadline: deadline, work: { connection in box.value = try await body(connection) })
+        unit.trace?.mark("commit.enqueued")
         queue.append(unit)
         if leading {
             // Suspends until our batch is done (false) or we are asked to lead (true).
@@ -39,6 +40,7 @@ public actor GroupCommitQueue<Connection> {
             leading = true
             await leadOneBatch()
         }
+        unit.trace?.mark("commit.resumed")
         if let error = unit.error { throw error }
         return box.value!
     }
@@ -59,7 +61,9 @@ public actor GroupCommitQueue<Connection> {
         let live = batch.filter { !failIfExpired($0) }
         if !live.isEmpty {
             let start = ContinuousClock.now
+            for unit in live { unit.trace?.mark("commit.batch_started") }
             await commit(live)
+            for unit in live { unit.trace?.mark("commit.batch_done") }
             commitDuration.recordSince(start)
             batchSize.record(live.count)
         }
@@ -104,6 +108,8 @@ public final class GroupCommitUnit<Connection>: @unchecked Sendable {
     /// The latest moment the unit's caller waits for; `commit` must not let the unit's writes
     /// commit after it (e.g. a statement timeout set to the batch's earliest deadline).
     public let deadline: ContinuousClock.Instant?
+    /// The trace of the caller's call, if it is sampled: `commit` marks its stages on it.
+    public let trace: CallTrace? = CallTrace.current
     fileprivate var wake: CheckedContinuation<Bool, Never>?
 
     /// The least time a unit must have left to be started.

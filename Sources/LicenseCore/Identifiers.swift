@@ -40,8 +40,13 @@ public struct SessionID: StringIdentifier {
 public enum IdentifierGenerator {
     /// Returns `prefix_` followed by `byteCount` random bytes in base64url (no padding).
     public static func make(prefix: String, byteCount: Int = 16) -> String {
+        // Eight bytes per call of the system generator (one system call each), not one.
         var rng = SystemRandomNumberGenerator()
-        let bytes = (0..<byteCount).map { _ in UInt8.random(in: .min ... .max, using: &rng) }
-        return prefix + "_" + Base64URL.encode(bytes)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(byteCount + 7)
+        while bytes.count < byteCount {
+            withUnsafeBytes(of: rng.next()) { bytes.append(contentsOf: $0) }
+        }
+        return prefix + "_" + Base64URL.encode(Array(bytes.prefix(byteCount)))
     }
 }

@@ -9,6 +9,7 @@ extension LicenseService {
         try Validation.clientInfo(command.clientInfo)
 
         let license = try await visibleLicense(LicenseID(command.licenseID), to: principal)
+        CallTrace.mark("license")
         let now = clock.now()
         try checkUsable(license, at: now)
 
@@ -21,6 +22,7 @@ extension LicenseService {
         let token: String, tokenExpiry: Timestamp
         do {
             (token, tokenExpiry) = try await makeToken(license: license, sessionID: lease.sessionID, userID: principal.userID, hardwareID: command.hardwareID, now: now)
+            CallTrace.mark("token.signed")
         } catch {
             // No token, no seat: the client was told to retry, so the seat is given back now
             // rather than held until the lease lapses.
@@ -58,6 +60,7 @@ extension LicenseService {
         let repository = repository(for: principal)
         for attempt in 0..<2 {
             let outcome = try await backend("the seat store") { try await seats.claim(request) }
+            CallTrace.mark("seat.claim")
             switch outcome {
             case .full(let used, let limit):
                 throw LicenseError(
@@ -103,6 +106,7 @@ extension LicenseService {
         let audit = AuditEvent(at: now, tenantID: license.tenantID, actor: principal.userID, action: "session.acquire", target: granted.sessionID.rawValue)
         do {
             try await repository.insertSession(session, audit: audit)
+            CallTrace.mark("session.recorded")
         } catch {
             // No seat may be held that is not recorded: give it back before answering. (Should the
             // insert still commit, the sweeper ends the row: it holds no seat.)
@@ -123,6 +127,7 @@ extension LicenseService {
         let confirmed: SeatLease?
         do {
             confirmed = try await seats.confirm(licenseID: session.licenseID, sessionID: session.id, leaseTTL: leaseTTL)
+            CallTrace.mark("seat.confirm")
         } catch {
             confirmed = nil
         }

@@ -170,6 +170,7 @@ public struct LicenseService: Sendable {
     /// Gives a seat back at once. Releasing an ended session succeeds and changes nothing.
     public func release(session sessionID: String, by principal: Principal) async throws {
         let session = try await ownedSession(sessionID, by: principal)
+        CallTrace.mark("session.lookup")
         guard session.endedAt == nil else { return }
         // The row is ended only if it was live (an ended session's release writes nothing).
         try await end(session, reason: .released, by: principal, action: "session.release")
@@ -212,8 +213,10 @@ public struct LicenseService: Sendable {
         _ = try await backend("the repository") {
             try await repository.endSession(session.id, at: now, reason: reason, audit: audit)
         }
+        CallTrace.mark("session.ended")
         directory.forget(session.id)
         _ = try await backend("the seat store") { try await seats.release(licenseID: session.licenseID, sessionID: session.id) }
+        CallTrace.mark("seat.release")
     }
 
     /// The session's row if it has ended; `nil` if it is live.

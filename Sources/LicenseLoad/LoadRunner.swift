@@ -30,6 +30,20 @@ public struct LoadOptions: Sendable {
     public var license: String?
     /// Makes hardware ids and idempotency keys unique to this run.
     public var runID: String
+    /// Where in its loop each user starts.
+    public var phases: Phases = .spread
+
+    /// Where in its loop each virtual user starts when the loop's clock starts.
+    public enum Phases: String, Sendable, CaseIterable {
+        /// User *i* starts at loop entry *i mod n* (it replays the entries before that one as
+        /// setup, unmeasured): the loop's calls are mixed in their recorded proportions at every
+        /// moment, as in a fleet whose users started at different times.
+        case spread
+        /// Every user starts at the loop's first entry. With an open-loop rate the users' first
+        /// calls are staggered over one call interval only, so the whole fleet moves through the
+        /// loop in step: for `plan`, all acquires for a while, then all heartbeats, then all releases.
+        case aligned
+    }
 
     public init(endpoint: LicenseServerEndpoint, credentials: [String], virtualUsers: Int, connections: Int, runID: String) {
         self.endpoint = endpoint
@@ -137,9 +151,11 @@ public enum LoadRunner {
             await withTaskGroup(of: Void.self) { users in
                 for user in 0..<options.virtualUsers {
                     users.addTask {
+                        let script = recording.script(user: user % recording.users)
                         var virtualUser = VirtualUser(
-                            index: user, connection: live[user % live.count], script: recording.script(user: user % recording.users),
-                            options: options, shard: shards[user % shards.count], totals: totals
+                            index: user, connection: live[user % live.count], script: script,
+                            options: options, shard: shards[user % shards.count], totals: totals,
+                            startEntry: options.phases == .spread && !script.loop.isEmpty ? user % script.loop.count : 0
                         )
                         await virtualUser.run(
                             setupDone: {

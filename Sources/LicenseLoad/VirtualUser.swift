@@ -21,9 +21,14 @@ struct VirtualUser {
     private(set) var sessions: [String: Held] = [:]
     private var sent = 0
 
+    /// The loop entry this user starts at (`LoadOptions.Phases`); the entries before it are
+    /// replayed once as setup.
+    let startEntry: Int
+
     init(index: Int, connection: LicenseConnection, script: (setup: [Recording.Entry], loop: [Recording.Entry], teardown: [Recording.Entry]),
-         options: LoadOptions, shard: StatsShard, totals: Totals) {
+         options: LoadOptions, shard: StatsShard, totals: Totals, startEntry: Int = 0) {
         self.index = index
+        self.startEntry = startEntry
         self.connection = connection
         self.script = script
         self.options = options
@@ -38,14 +43,19 @@ struct VirtualUser {
         loopEnded: () -> Void
     ) async {
         for entry in script.setup { await send(entry) }
+        // A user that starts later in its loop first replays what comes before (an acquire
+        // before the heartbeats of its session), as setup.
+        for var entry in script.loop.prefix(startEntry) {
+            entry.phase = .setup
+            await send(entry)
+        }
         let (deadline, schedule) = await setupDone()
         self.schedule = schedule
         if !script.loop.isEmpty {
-            loop: while true {
-                for entry in script.loop {
-                    if ContinuousClock.now >= deadline || totals.calls.load(ordering: .relaxed) >= options.maxCalls { break loop }
-                    await send(entry)
-                }
+            var next = startEntry
+            while ContinuousClock.now < deadline, totals.calls.load(ordering: .relaxed) < options.maxCalls {
+                await send(script.loop[next])
+                next = (next + 1) % script.loop.count
             }
         }
         loopEnded()

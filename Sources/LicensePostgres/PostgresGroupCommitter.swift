@@ -31,6 +31,7 @@ struct PostgresGroupCommitter: Sendable {
                     try await client.withConnection { connection in
                         PostgresMetrics.connectionsInUse.increment()
                         defer { PostgresMetrics.connectionsInUse.decrement() }
+                        for unit in batch { unit.trace?.mark("commit.connection") }
                         let connection = BatchConnection(connection, logger: logger)
                         connection.limitStatements(to: earliest)
                         try await Self.commit(batch, on: connection, logger: logger)
@@ -89,6 +90,7 @@ struct PostgresGroupCommitter: Sendable {
         } catch {
             // What committed before the failure is recorded; the rest runs alone below.
         }
+        for unit in batch { unit.trace?.mark("commit.statements") }
         connection.autocommit = false
         for (unit, write) in zip(batch, writes) {
             if connection.combinedOutcome(write) != nil {
@@ -172,40 +174,35 @@ final class BatchConnection: @unchecked Sendable {
     /// Whether `combine` did `write` (and what came of it).
     func combinedOutcome(_ write: SessionWrite) -> Bool? { combined[write.key] }
 
-    /// Writes the batch's session inserts and ends with one statement per kind and tenant scope
-    /// (per batch of 2,000), instead of one round trip each. A write whose session already
-    /// appears in the batch is left to its unit, which runs it alone afterwards.
+    /// Writes the batch's session inserts and ends with one statement per tenant scope (and per
+    /// 2,000 writes), instead of one round trip each. A write whose session already appears in
+    /// the batch is left to its unit, which runs it alone afterwards.
     func combine(_ writes: [SessionWrite]) async throws {
         guard writes.count > 1 || (autocommit && !writes.isEmpty) else { return }
         var seen = Set<SessionID>()
-        var inserts: [String: [SessionWrite.Insert]] = [:]
-        var ends: [String: [SessionWrite.End]] = [:]
+        var byScope: [String: [SessionWrite]] = [:]
         for write in writes where seen.insert(write.session).inserted {
-            switch write {
-            case .insert(let insert): inserts[insert.scope, default: []].append(insert)
-            case .end(let end): ends[end.scope, default: []].append(end)
-            }
+            byScope[write.scope, default: []].append(write)
         }
-        for (scope, group) in inserts {
+        for (scope, group) in byScope {
             try await self.scope(to: scope)
             for chunk in group.chunked(2_000) {
+                var inserts: [SessionWrite.Insert] = [], ends: [SessionWrite.End] = []
+                for write in chunk {
+                    switch write {
+                    case .insert(let insert): inserts.append(insert)
+                    case .end(let end): ends.append(end)
+                    }
+                }
                 var inserted = 0
-                for try await _ in try await connection.execute(InsertSessionsStatement(inserts: chunk), logger: logger) {
-                    inserted += 1
+                var ended = Set<String>()
+                for try await (isInsert, id) in try await connection.execute(SessionWritesStatement(inserts: inserts, ends: ends), logger: logger) {
+                    if isInsert { inserted += 1 } else { ended.insert(id) }
                 }
                 // An INSERT writes every row or fails; anything else is a bug worth refusing.
-                guard inserted == chunk.count else { throw PostgresBatchMismatch() }
-                for insert in chunk { combined[insert.audit.id] = true }
-            }
-        }
-        for (scope, group) in ends {
-            try await self.scope(to: scope)
-            for chunk in group.chunked(2_000) {
-                var ended = Set<String>()
-                for try await id in try await connection.execute(EndSessionsStatement(ends: chunk), logger: logger) {
-                    ended.insert(id)
-                }
-                for end in chunk { combined[end.audit.id] = ended.contains(end.session.rawValue) }
+                guard inserted == inserts.count else { throw PostgresBatchMismatch() }
+                for insert in inserts { combined[insert.audit.id] = true }
+                for end in ends { combined[end.audit.id] = ended.contains(end.session.rawValue) }
             }
         }
     }

@@ -19,8 +19,9 @@ public struct PostgresSettings: Sendable {
     /// Connections in the pool (reads, the group-commit writer and the LISTEN connection).
     public var maximumConnections: Int = 16
     /// Group-commit lanes: writes are spread over this many connections, each committing its
-    /// own batches.
-    public var writers: Int = 4
+    /// own batches. Default 2: more lanes make smaller batches and more WAL flushes
+    /// (docs/benchmarks.md, issue 19).
+    public var writers: Int = 2
     /// Postgres cancels any statement running longer than this (`statement_timeout`).
     public var statementTimeout: Duration = .seconds(5)
     /// How long a repository call may take in all (waiting for a connection included) before it

@@ -171,6 +171,14 @@ enum SessionWrite: Sendable {
         }
     }
 
+    /// The tenant scope the write runs in.
+    var scope: String {
+        switch self {
+        case .insert(let insert): insert.scope
+        case .end(let end): end.scope
+        }
+    }
+
     /// The write if it may be combined: only writes whose every value is non-null (the array
     /// columns carry no nulls) and, for inserts, live sessions. The others run alone.
     static func combinable(_ write: SessionWrite) -> SessionWrite? {
@@ -184,9 +192,13 @@ enum SessionWrite: Sendable {
     }
 }
 
-/// Inserts many live sessions and their audit rows; returns the ids inserted.
-struct InsertSessionsStatement: PostgresPreparedStatement {
-    static let name = "coditect_insert_sessions"
+/// Inserts many live sessions and ends many others, with an audit row for each session inserted
+/// and for each one that was live when ended, in one statement: one round trip and one commit
+/// for a whole batch of acquires and releases. Returns `(true, id)` for each session inserted and
+/// `(false, id)` for each one ended. No session may be both inserted and ended (the statement's
+/// parts see the same snapshot, so an end would not find a row inserted beside it).
+struct SessionWritesStatement: PostgresPreparedStatement {
+    static let name = "coditect_session_writes"
     static let sql = """
         WITH inserted AS (
           INSERT INTO sessions (id, tenant_id, license_id, user_id, hardware_id, idempotency_key, client_info,
@@ -195,22 +207,36 @@ struct InsertSessionsStatement: PostgresPreparedStatement {
           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])
             AS t(id, tenant_id, license_id, user_id, hardware_id, idempotency_key, client_info, created_at_ms, lease_expires_at_ms)
           RETURNING id
-        ), audit AS (
+        ), inserted_audit AS (
           INSERT INTO audit_log (id, at_ms, tenant_id, actor, action, target, outcome)
           SELECT * FROM unnest($10::text[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
+        ), ended AS (
+          UPDATE sessions AS s SET ended_at_ms = t.at_ms, end_reason = t.reason
+          FROM unnest($17::text[], $18::bigint[], $19::text[]) AS t(id, at_ms, reason)
+          WHERE s.id = t.id AND s.ended_at_ms IS NULL
+          RETURNING s.id
+        ), ended_audit AS (
+          INSERT INTO audit_log (id, at_ms, tenant_id, actor, action, target, outcome)
+          SELECT a.id, a.at_ms, a.tenant_id, a.actor, a.action, a.target, a.outcome
+          FROM unnest($20::text[], $21::bigint[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[], $17::text[])
+            AS a(id, at_ms, tenant_id, actor, action, target, outcome, session_id)
+          JOIN ended ON ended.id = a.session_id
         )
-        SELECT id FROM inserted
+        SELECT true, id FROM inserted UNION ALL SELECT false, id FROM ended
         """
     static let bindingDataTypes: [PostgresDataType] = [
         .textArray, .textArray, .textArray, .textArray, .textArray, .textArray, .textArray, .int8Array, .int8Array,
         .textArray, .int8Array, .textArray, .textArray, .textArray, .textArray, .textArray,
+        .textArray, .int8Array, .textArray,
+        .textArray, .int8Array, .textArray, .textArray, .textArray, .textArray, .textArray,
     ]
-    typealias Row = String
+    typealias Row = (Bool, String)
 
-    var inserts: ArraySlice<SessionWrite.Insert>
+    var inserts: [SessionWrite.Insert]
+    var ends: [SessionWrite.End]
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 16)
+        var bindings = PostgresBindings(capacity: 26)
         bindings.append(inserts.map(\.session.id.rawValue))
         bindings.append(inserts.map(\.session.tenantID.rawValue))
         bindings.append(inserts.map(\.session.licenseID.rawValue))
@@ -221,41 +247,6 @@ struct InsertSessionsStatement: PostgresPreparedStatement {
         bindings.append(inserts.map(\.session.createdAt.millisecondsSinceEpoch))
         bindings.append(inserts.map(\.session.leaseExpiresAt.millisecondsSinceEpoch))
         AuditEvent.appendColumns(of: inserts.map(\.audit), to: &bindings)
-        return bindings
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
-}
-
-/// Ends many live sessions and writes an audit row for each one that was live; returns the
-/// ids ended. The sessions must be distinct.
-struct EndSessionsStatement: PostgresPreparedStatement {
-    static let name = "coditect_end_sessions"
-    static let sql = """
-        WITH ended AS (
-          UPDATE sessions AS s SET ended_at_ms = t.at_ms, end_reason = t.reason
-          FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(id, at_ms, reason)
-          WHERE s.id = t.id AND s.ended_at_ms IS NULL
-          RETURNING s.id
-        ), audit AS (
-          INSERT INTO audit_log (id, at_ms, tenant_id, actor, action, target, outcome)
-          SELECT a.id, a.at_ms, a.tenant_id, a.actor, a.action, a.target, a.outcome
-          FROM unnest($4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $1::text[])
-            AS a(id, at_ms, tenant_id, actor, action, target, outcome, session_id)
-          JOIN ended ON ended.id = a.session_id
-        )
-        SELECT id FROM ended
-        """
-    static let bindingDataTypes: [PostgresDataType] = [
-        .textArray, .int8Array, .textArray,
-        .textArray, .int8Array, .textArray, .textArray, .textArray, .textArray, .textArray,
-    ]
-    typealias Row = String
-
-    var ends: ArraySlice<SessionWrite.End>
-
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 10)
         bindings.append(ends.map(\.session.rawValue))
         bindings.append(ends.map(\.at.millisecondsSinceEpoch))
         bindings.append(ends.map(\.reason.rawValue))
@@ -263,7 +254,7 @@ struct EndSessionsStatement: PostgresPreparedStatement {
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
+    func decodeRow(_ row: PostgresRow) throws -> (Bool, String) { try row.decode((Bool, String).self) }
 }
 
 extension AuditEvent {

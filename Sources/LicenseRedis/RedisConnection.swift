@@ -1,4 +1,5 @@
 import Foundation
+import LicenseCore
 import NIOCore
 import NIOPosix
 
@@ -19,7 +20,14 @@ final class RedisConnection: Sendable {
 
     /// Sends a command and waits for its reply (an error reply is returned, not thrown).
     func send(_ command: RedisCommand) async throws -> RESPValue {
-        try await sendFuture(command).get()
+        let reply = sendFuture(command)
+        if let trace = CallTrace.current {
+            // On the event loop, as the reply is decoded: the time until the caller resumes is
+            // the wait for a thread of the concurrency pool.
+            trace.mark("redis.sent")
+            reply.whenComplete { _ in trace.mark("redis.replied") }
+        }
+        return try await reply.get()
     }
 
     func sendFuture(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {

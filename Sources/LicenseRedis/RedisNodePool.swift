@@ -9,6 +9,12 @@ import NIOCore
 /// while the node is in backoff every caller fails at once (fast UNAVAILABLE instead of a queue
 /// of callers waiting on a dead node). Commands are spread over the connections round-robin.
 final class RedisNodePool: Sendable {
+    /// A connection to use now, or one being made.
+    private enum Choice {
+        case ready(RedisConnection)
+        case pending(EventLoopFuture<RedisConnection>)
+    }
+
     private enum Slot {
         case empty
         case connecting(EventLoopFuture<RedisConnection>)
@@ -56,15 +62,16 @@ final class RedisNodePool: Sendable {
     }
 
     func connection() async throws -> RedisConnection {
-        let future: EventLoopFuture<RedisConnection> = try state.withLockedValue { state in
+        let next: Choice = try state.withLockedValue { state in
             guard !state.closed else { throw RedisClientError(.unreachable, "the Redis client is shut down") }
             let index = state.next
             state.next = (state.next + 1) % state.slots.count
             switch state.slots[index] {
             case .ready(let connection) where connection.isActive:
-                return group.any().makeSucceededFuture(connection)
+                // At once: awaiting a completed future would still hop to its event loop and back.
+                return .ready(connection)
             case .connecting(let pending):
-                return pending
+                return .pending(pending)
             case .ready, .empty:
                 guard NIODeadline.now() >= state.retryAt else {
                     throw RedisClientError(.unreachable, "Redis at \(address) is unreachable; the next attempt is in backoff")
@@ -72,8 +79,13 @@ final class RedisNodePool: Sendable {
                 let attempt = RedisConnection.connect(host: host, port: port, configuration: configuration, requirePrimary: requirePrimary, group: group)
                 state.slots[index] = .connecting(attempt)
                 attempt.whenComplete { [self] result in connected(index: index, result: result) }
-                return attempt
+                return .pending(attempt)
             }
+        }
+        let future: EventLoopFuture<RedisConnection>
+        switch next {
+        case .ready(let connection): return connection
+        case .pending(let pending): future = pending
         }
         do {
             return try await future.get()

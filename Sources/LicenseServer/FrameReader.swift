@@ -6,7 +6,8 @@ import NIOCore
 public enum InboundEvent: Sendable {
     case frame(ByteBuffer)
     /// The stream cannot be continued: answer with this error (request id 0) and close.
-    case fatal(LicenseError)
+    /// (Boxed, so that an event is the size of a buffer: every connection's reader keeps one.)
+    indirect case fatal(LicenseError)
 }
 
 /// Frames the decrypted byte stream and enforces the two read deadlines:

@@ -50,6 +50,10 @@ public struct ServerConfiguration: Sendable {
     /// Open connections at most from one client address (an IPv6 /64). Default 1,000: many
     /// users behind one NAT share an address.
     public var maxConnectionsPerAddress: Int = 1_000
+    /// Traces one authenticated call in this many: its time in each stage (seat claim, commit
+    /// queue, commit, signing, …) is logged at info level as `call trace`. `nil` (the
+    /// default): no tracing.
+    public var traceEvery: Int?
 
     public init(tls: TLSConfiguration) {
         self.tls = tls

@@ -10,7 +10,7 @@ import Synchronization
 final class SessionNotices: Sendable {
     private struct Holder {
         var connection: UInt64
-        var notices: AsyncStream<ServerFrame>.Continuation
+        var writer: AnswerWriter
     }
 
     private struct Registry {
@@ -39,13 +39,13 @@ final class SessionNotices: Sendable {
     func connectionID() -> UInt64 { nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue }
 
     /// Records what a successful answer on `connection` means for the registry.
-    func answered(_ request: ClientFrame, with answer: ServerFrame, on connection: UInt64, notices: AsyncStream<ServerFrame>.Continuation) {
+    func answered(_ request: ClientFrame, with answer: ServerFrame, on connection: UInt64, writer: AnswerWriter) {
         guard answer.status.isOK else { return }
         switch request.call {
         case .acquire:
-            registry.withLock { $0.hold(answer.acquire.sessionID, Holder(connection: connection, notices: notices)) }
+            registry.withLock { $0.hold(answer.acquire.sessionID, Holder(connection: connection, writer: writer)) }
         case .heartbeat(let heartbeat):
-            registry.withLock { $0.hold(heartbeat.sessionID, Holder(connection: connection, notices: notices)) }
+            registry.withLock { $0.hold(heartbeat.sessionID, Holder(connection: connection, writer: writer)) }
         case .release(let release):
             _ = registry.withLock { $0.drop(release.sessionID) }
         case .revokeSession(let revoke):
@@ -59,7 +59,7 @@ final class SessionNotices: Sendable {
 
     private func notify(_ session: String) {
         if let holder = registry.withLock({ $0.drop(session) }) {
-            holder.notices.yield(.sessionRevoked(session))
+            holder.writer.send(.sessionRevoked(session))
         }
     }
 

@@ -106,7 +106,7 @@ struct CommonOptions: ParsableArguments {
         }
         let known: Set = ["listen", "data_dir", "tls_cert", "tls_key", "signing_key", "signing_alg", "max_frame_bytes", "log_level", "log_format",
                           "redis_url", "postgres_url", "migrate", "firebase_project", "oidc_issuers", "operator_client_ca",
-                          "sweep_interval", "drain_timeout", "max_connections", "max_connections_per_address", "sign_in_timeout", "ops_listen", "metrics_license_series", "metrics_interval", "signing_key_rotation", "keks"]
+                          "sweep_interval", "drain_timeout", "max_connections", "max_connections_per_address", "sign_in_timeout", "trace_every", "ops_listen", "metrics_license_series", "metrics_interval", "signing_key_rotation", "keks"]
         if let unknown = object.keys.first(where: { !known.contains($0) }) {
             throw ValidationError("config file \(path): unknown setting '\(unknown)'; known: \(known.sorted().joined(separator: ", "))")
         }

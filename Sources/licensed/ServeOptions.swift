@@ -75,6 +75,9 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .customLong("sign-in-timeout"), parsing: .unconditional, help: "Seconds a new connection has to sign in (Hello) before it is closed, 1 to 300 (default 10).")
     var signInTimeout: String?
 
+    @Option(name: .customLong("trace-every"), parsing: .unconditional, help: "Log the time each stage of one call in N took (seat claim, commit queue, commit, signing), as `call trace` lines at info level, 1 to 1000000 (default off).")
+    var traceEvery: String?
+
     func run() async throws {
         let logger = try common.makeLogger()
         var settings = try common.settings()
@@ -129,6 +132,9 @@ struct ServeOptions: ParsableArguments {
         listener.signInTimeout = .seconds(try Self.wholeNumber(
             common.resolve(signInTimeout, env: "LICENSED_SIGN_IN_TIMEOUT", file: "sign_in_timeout", default: "10")!,
             option: "--sign-in-timeout (LICENSED_SIGN_IN_TIMEOUT, sign_in_timeout)", in: 1...300, of: "seconds"))
+        if let every = try common.resolve(traceEvery, env: "LICENSED_TRACE_EVERY", file: "trace_every"), every.lowercased() != "off" {
+            listener.traceEvery = try Self.wholeNumber(every, option: "--trace-every (LICENSED_TRACE_EVERY, trace_every)", in: 1...1_000_000)
+        }
         let ops = try common.resolve(opsListen, env: "LICENSED_OPS_LISTEN", file: "ops_listen")
         if let ops, ops.lowercased() == "none" {
             listener.ops = nil
@@ -188,6 +194,8 @@ struct ServeOptions: ParsableArguments {
         var maxConnections: Int?
         var maxConnectionsPerAddress = 1_000
         var signInTimeout: Duration = .seconds(10)
+        /// One call in this many is traced (`ServerConfiguration.traceEvery`).
+        var traceEvery: Int?
         /// The ops port, or `nil` for none.
         var ops: OpsServer.Configuration?
         /// The Prometheus exposition of the process's metrics.
@@ -217,6 +225,7 @@ struct ServeOptions: ParsableArguments {
         configuration.maxConnections = listener.maxConnections
         configuration.maxConnectionsPerAddress = listener.maxConnectionsPerAddress
         configuration.signInTimeout = listener.signInTimeout
+        configuration.traceEvery = listener.traceEvery
         let readiness = Readiness()
         let server = LicenseServer(
             configuration: configuration,

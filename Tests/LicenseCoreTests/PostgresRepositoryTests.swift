@@ -79,6 +79,44 @@ struct PostgresRepositoryTests {
         }
     }
 
+    /// Acquires and releases arriving together share one statement (inserts and ends in one
+    /// round trip and one commit); a duplicate insert among them fails only its own caller, and
+    /// the ends beside it still happen, each with its audit row.
+    @Test func mixedInsertsAndEndsInOneBatchFailAlone() async throws {
+        let settings = try await PostgresTestServer.shared().createDatabase()
+        try await PostgresTestServer.withRepository(settings) { root in
+            try await root.migrate()
+            try await seedTwoTenants(root)
+            let acme = root.scoped(to: "acme")
+            func session(_ id: String) -> LeaseSession {
+                LeaseSession(id: SessionID(id), tenantID: "acme", licenseID: "acme-pro", userID: "usr-acme", hardwareID: "hw-\(id)",
+                             idempotencyKey: "", createdAt: t0, leaseExpiresAt: t0.advanced(by: .seconds(360)))
+            }
+            let old = (0..<100).map { "ses-old-\($0)" }
+            for id in old { try await acme.insertSession(session(id), audit: audit("session.acquire", id, tenant: "acme")) }
+            let new = (0..<100).map { "ses-new-\($0)" }
+            let results = await withTaskGroup(of: String.self) { group in
+                for id in new {
+                    group.addTask { (try? await acme.insertSession(session(id), audit: audit("session.acquire", id, tenant: "acme"))) != nil ? "inserted" : "refused" }
+                }
+                for id in old {
+                    group.addTask { (try? await acme.endSession(SessionID(id), at: t0, reason: .released, audit: audit("session.release", id, tenant: "acme"))) == true ? "ended" : "not ended" }
+                }
+                // An insert of a session that exists already: refused, without failing the others.
+                group.addTask { (try? await acme.insertSession(session("ses-old-3"), audit: audit("session.acquire", "ses-old-3", tenant: "acme"))) != nil ? "duplicate inserted" : "duplicate refused" }
+                var all: [String: Int] = [:]
+                for await result in group { all[result, default: 0] += 1 }
+                return all
+            }
+            #expect(results == ["inserted": 100, "ended": 100, "duplicate refused": 1])
+            #expect(try await root.sessions(license: "acme-pro", includeEnded: false).map(\.id.rawValue).sorted() == new.sorted())
+            let audits = try await root.auditEvents(AuditQuery(tenantID: "acme", limit: 5_000))
+            #expect(audits.filter { $0.action == "session.acquire" }.count == 200)
+            #expect(Set(audits.filter { $0.action == "session.release" }.map(\.target)) == Set(old))
+            #expect(audits.filter { $0.action == "session.release" }.count == 100)
+        }
+    }
+
     @Test func rowLevelSecurityHidesAndProtectsOtherTenantsRows() async throws {
         let settings = try await PostgresTestServer.shared().createDatabase()
         try await PostgresTestServer.withRepository(settings) { root in

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Open-loop latency of two builds of licensed (and license-load), alternating in one session:
+# `plan` at 1,000 users over 50 connections on Redis + Postgres with Ed25519, at each offered rate
+# (`closed`: closed loop), ROUNDS times each. Prints the medians per build, rate and call.
+#
+#   Benchmarks/latency-compare.sh BEFORE_DIR AFTER_DIR [rounds (default 3)] [seconds (default 10)] [rates (default "2000 5000 closed")]
+#
+# A DIR holds release-built `licensed` and `license-load` (e.g. a copy of .build/release). Each
+# run gets a fresh daemon, Redis and Postgres (Benchmarks/bench.sh with BENCH_BIN=DIR).
+# LOAD_FLAGS adds options to every license-load run (e.g. LOAD_FLAGS="--phases aligned"); give
+# both directories the same license-load to compare daemons alone.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+before=${1:?directory of the first build}; after=${2:?directory of the second build}
+rounds=${3:-3}; duration=${4:-10}; rates=${5:-"2000 5000 closed"}
+out=$(mktemp -d /tmp/license-latency.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+for round in $(seq "$rounds"); do
+  for build in before after; do
+    dir=$before; [ "$build" = after ] && dir=$after
+    for rate in $rates; do
+      pacing=(--rate "$rate"); [ "$rate" = closed ] && pacing=()
+      BENCH_BIN=$dir "$root/Benchmarks/bench.sh" redis-postgres EdDSA run --scenario plan --users 1000 --connections 50 \
+        "${pacing[@]}" ${LOAD_FLAGS:-} --duration "$duration" --report "$out/$build-$rate-$round.json" >/dev/null 2>&1 || echo "run failed: $build $rate $round" >&2
+      echo "round $round $build $rate: $(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['total_calls_per_second']))" "$out/$build-$rate-$round.json" 2>/dev/null) calls/s" >&2
+    done
+  done
+done
+python3 - "$out" "$rates" <<'PY'
+import glob, json, os, statistics, sys
+out, rates = sys.argv[1], sys.argv[2].split()
+def runs(build, rate):
+    return [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, f"{build}-{rate}-*.json")))]
+print("| offered calls/s | build | runs | achieved calls/s | call | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | daemon cores |")
+print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+for rate in rates:
+    for build in ("before", "after"):
+        reports = runs(build, rate)
+        if not reports:
+            continue
+        achieved = statistics.median(r["total_calls_per_second"] for r in reports)
+        cores = statistics.median((r.get("daemon") or {}).get("cpu_cores", float("nan")) for r in reports)
+        for call in ("acquire", "heartbeat", "release"):
+            rows = [c for r in reports for c in r["calls"] if c["call"] == call]
+            if not rows:
+                continue
+            med = lambda key: statistics.median(c[key] for c in rows)
+            errors = sum(sum(c["errors"].values()) for c in rows)
+            label = "closed loop" if rate == "closed" else f"{int(rate):,}"
+            print(f"| {label} | {build} | {len(reports)} | {achieved:,.0f} | {call} | {med('p50_ms'):.2f} | {med('p90_ms'):.2f} | {med('p99_ms'):.2f} | {med('p99_9_ms'):.2f} | {errors} | {cores:.2f} |")
+PY

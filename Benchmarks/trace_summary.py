@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Summarises the `call trace` lines of a licensed log (`--trace-every N --log-level info`).
+
+    python3 Benchmarks/trace_summary.py [--skip SECONDS] licensed.log [more.log ...]
+
+--skip leaves out the traces of the first SECONDS after each log's first trace (a run's setup:
+sign-ins and, with spread phases, the acquires before the loop). Prints, per call, the median and p90 of the time (ms) each stage took since the previous stage,
+and of the whole call. Stages are listed in the order a call reaches them (the order of their
+median start). Reads the text log format and the JSON one (--log-format json).
+"""
+import datetime
+import json
+import re
+import statistics
+import sys
+from collections import defaultdict
+
+PAIR = re.compile(r'([a-z_.]+(?:#\d+)?)=(\S+)')
+SKIP = {"call", "code"}
+
+
+STAMP = re.compile(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)')
+
+
+def traces(lines, skip):
+    first = None
+    for line in lines:
+        if "call trace" not in line:
+            continue
+        if line.lstrip().startswith("{"):
+            record = json.loads(line)
+            fields = record.get("metadata", record)
+            stamp = str(record.get("timestamp", ""))[:19]
+        else:
+            fields = dict(PAIR.findall(line.split("call trace")[0]))
+            match = STAMP.match(line)
+            stamp = match.group(1) if match else ""
+        if skip and stamp:
+            at = datetime.datetime.fromisoformat(stamp)
+            first = first or at
+            if (at - first).total_seconds() < skip:
+                continue
+        yield fields
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main(arguments):
+    skip = 0
+    if arguments[:1] == ["--skip"]:
+        skip, arguments = float(arguments[1]), arguments[2:]
+    paths = arguments
+    per_call = defaultdict(lambda: defaultdict(list))
+    order = defaultdict(lambda: defaultdict(list))
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            for fields in traces(handle, skip):
+                call = fields.get("call", "?")
+                if fields.get("code"):
+                    call += " (refused)"
+                stages = {k: int(v) for k, v in fields.items() if k not in SKIP and str(v).lstrip("-").isdigit()}
+                for stage, micros in stages.items():
+                    per_call[call][stage].append(micros / 1000)
+    for call, stages in sorted(per_call.items()):
+        count = len(stages.get("total_us", []))
+        print(f"{call}: {count} traced calls")
+        print(f"  {'stage':24} {'p50 ms':>8} {'p90 ms':>8} {'mean ms':>8}")
+        total = stages.pop("total_us", [])
+        for stage, values in sorted(stages.items(), key=lambda kv: -statistics.mean(kv[1])):
+            print(f"  {stage:24} {statistics.median(values):8.2f} {percentile(values, 0.9):8.2f} {statistics.mean(values):8.2f}")
+        if total:
+            print(f"  {'total':24} {statistics.median(total):8.2f} {percentile(total, 0.9):8.2f} {statistics.mean(total):8.2f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main(sys.argv[1:])
