@@ -4,9 +4,11 @@
     python3 Benchmarks/trace_summary.py [--skip SECONDS] licensed.log [more.log ...]
 
 --skip leaves out the traces of the first SECONDS after each log's first trace (a run's setup:
-sign-ins and, with spread phases, the acquires before the loop). Prints, per call, the median and p90 of the time (ms) each stage took since the previous stage,
-and of the whole call. Stages are listed in the order a call reaches them (the order of their
-median start). Reads the text log format and the JSON one (--log-format json).
+sign-ins and, with spread phases, the acquires before the loop).
+
+Prints, per call, the median, p90 and mean of the time (ms) each stage took since the previous
+stage, largest mean first, and of the whole call. Reads the text log format and the JSON one
+(--log-format json).
 """
 import datetime
 import json
@@ -17,8 +19,6 @@ from collections import defaultdict
 
 PAIR = re.compile(r'([a-z_.]+(?:#\d+)?)=(\S+)')
 SKIP = {"call", "code"}
-
-
 STAMP = re.compile(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)')
 
 
@@ -54,7 +54,6 @@ def main(arguments):
         skip, arguments = float(arguments[1]), arguments[2:]
     paths = arguments
     per_call = defaultdict(lambda: defaultdict(list))
-    order = defaultdict(lambda: defaultdict(list))
     for path in paths:
         with open(path, encoding="utf-8") as handle:
             for fields in traces(handle, skip):

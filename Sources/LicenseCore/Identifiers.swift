@@ -47,6 +47,7 @@ public enum IdentifierGenerator {
         while bytes.count < byteCount {
             withUnsafeBytes(of: rng.next()) { bytes.append(contentsOf: $0) }
         }
-        return prefix + "_" + Base64URL.encode(Array(bytes.prefix(byteCount)))
+        bytes.removeLast(bytes.count - byteCount)
+        return prefix + "_" + Base64URL.encode(bytes)
     }
 }

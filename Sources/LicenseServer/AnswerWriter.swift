@@ -1,3 +1,4 @@
+import LicenseCore
 import LicenseWire
 import NIOCore
 import Synchronization
@@ -46,7 +47,7 @@ final class AnswerWriter: Sendable {
         guard accepted else { return }
         let isNotice = if case .notice = frame.result { true } else { false }
         let id = frame.id
-        guard let bytes = LicenseServer.encode(frame, within: machine.withLock(\.answerLimit), allocator: channel.allocator) else {
+        guard let bytes = Self.encode(frame, within: machine.withLock(\.answerLimit), allocator: channel.allocator) else {
             written(id: id, isNotice: isNotice)
             return
         }
@@ -57,6 +58,15 @@ final class AnswerWriter: Sendable {
             stall?.cancel()
             self.written(id: id, isNotice: isNotice)
         }
+    }
+
+    /// The frame for `frame`; an answer larger than `limit` (what the client accepts) is
+    /// replaced by an `ANSWER_TOO_LARGE` refusal with its id, never sent oversized.
+    static func encode(_ frame: ServerFrame, within limit: Int, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        guard let bytes = try? FrameEncoder.frame(frame, allocator: allocator) else { return nil }
+        guard bytes.readableBytes - 4 > limit else { return bytes }
+        let refusal = LicenseError(.resourceExhausted, .answerTooLarge, "the answer does not fit in a frame of \(limit) bytes; ask for less (a page) or announce a larger max_frame_bytes in Hello")
+        return try? FrameEncoder.frame(ServerFrame.failure(id: frame.id, refusal), allocator: allocator)
     }
 
     /// Sends nothing more; the connection closes once what was sent is written.

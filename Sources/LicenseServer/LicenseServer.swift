@@ -349,18 +349,8 @@ public final class LicenseServer: Service {
     }
 }
 
-extension LicenseServer {
-    /// The frame for `frame`; an answer larger than `limit` (what the client accepts) is
-    /// replaced by an `ANSWER_TOO_LARGE` refusal with its id, never sent oversized.
-    static func encode(_ frame: ServerFrame, within limit: Int, allocator: ByteBufferAllocator) -> ByteBuffer? {
-        guard let bytes = try? FrameEncoder.frame(frame, allocator: allocator) else { return nil }
-        guard bytes.readableBytes - 4 > limit else { return bytes }
-        let refusal = LicenseError(.resourceExhausted, .answerTooLarge, "the answer does not fit in a frame of \(limit) bytes; ask for less (a page) or announce a larger max_frame_bytes in Hello")
-        return try? FrameEncoder.frame(ServerFrame.failure(id: frame.id, refusal), allocator: allocator)
-    }
-}
-
-/// A connection's state machine behind a lock, shared by its reader, writer and call tasks.
+/// A connection's state machine behind a lock, shared by its reader, its call tasks and its
+/// `AnswerWriter`.
 final class LockedStateMachine: Sendable {
     private let machine: Mutex<ConnectionStateMachine>
 
