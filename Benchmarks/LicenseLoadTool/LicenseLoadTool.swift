@@ -3,9 +3,29 @@ import Foundation
 import LicenseClient
 import LicenseLoad
 import LicenseWire
+import NIOCore
+import NIOPosix
 
 @main
 struct LicenseLoadTool: AsyncParsableCommand {
+
+    /// Runs every task on NIO's event loop threads, one by default (`LICENSE_LOAD_THREADS` sets
+    /// how many), with no Swift-concurrency pool beside them. A virtual user's send, its answer
+    /// and its next timer then stay on one thread instead of hopping between the pool and the
+    /// loops: the generator needs less of the cores it shares with the daemon it measures, and
+    /// adds less of its own delay to the latencies it reports (docs/benchmarks.md, "A cheaper load
+    /// generator"). Must run before anything uses the event loops, so it cannot be an option.
+    static func main() async {
+        let threads = ProcessInfo.processInfo.environment["LICENSE_LOAD_THREADS"] ?? "1"
+        guard let count = Int(threads), (1...64).contains(count) else {
+            FileHandle.standardError.write(Data("license-load: LICENSE_LOAD_THREADS must be a whole number from 1 to 64, not '\(threads)'\n".utf8))
+            Foundation.exit(64)
+        }
+        NIOSingletons.groupLoopCountSuggestion = count
+        _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        await Self.main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "license-load",
         abstract: "Replay recorded or built-in client traffic against a running licensed and report latency and throughput.",
@@ -22,6 +42,8 @@ struct LicenseLoadTool: AsyncParsableCommand {
           license-load run --recording fleet.jsonl --users 500 --connections 20
           license-load write-scenario --scenario plan --out plan.jsonl
           license-load idle --connections 10000 --pid $(pidof licensed)
+
+        Everything runs on one event-loop thread; LICENSE_LOAD_THREADS=N (1-64) gives it N.
         """,
         subcommands: [Run.self, Record.self, WriteScenario.self, Idle.self]
     )

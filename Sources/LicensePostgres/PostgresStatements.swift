@@ -197,6 +197,13 @@ enum SessionWrite: Sendable {
 /// for a whole batch of acquires and releases. Returns `(true, id)` for each session inserted and
 /// `(false, id)` for each one ended. No session may be both inserted and ended (the statement's
 /// parts see the same snapshot, so an end would not find a row inserted beside it).
+///
+/// The ends find their rows by primary key (`id = ANY($17)`) and spell the live-row test
+/// `(ended_at_ms IS NULL) IS TRUE`, which means the same but does not match the predicate of the
+/// partial index `sessions_live_by_license`. With the plain spelling Postgres 15 joined the ids
+/// to that whole index, analysed or not: every live session's entry (and the dead ones lease
+/// renewals leave) read to end one or two, 4.5 ms a batch at 800 live sessions in the benchmark,
+/// most of the statement's time. (docs/benchmarks.md, "the ends' query plan".)
 struct SessionWritesStatement: PostgresPreparedStatement {
     static let name = "coditect_session_writes"
     static let sql = """
@@ -213,7 +220,7 @@ struct SessionWritesStatement: PostgresPreparedStatement {
         ), ended AS (
           UPDATE sessions AS s SET ended_at_ms = t.at_ms, end_reason = t.reason
           FROM unnest($17::text[], $18::bigint[], $19::text[]) AS t(id, at_ms, reason)
-          WHERE s.id = t.id AND s.ended_at_ms IS NULL
+          WHERE s.id = ANY($17::text[]) AND s.id = t.id AND (s.ended_at_ms IS NULL) IS TRUE
           RETURNING s.id
         ), ended_audit AS (
           INSERT INTO audit_log (id, at_ms, tenant_id, actor, action, target, outcome)

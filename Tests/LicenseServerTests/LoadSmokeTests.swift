@@ -1,3 +1,4 @@
+import BackendTestSupport
 import Foundation
 import LicenseClient
 import LicenseCore
@@ -151,6 +152,39 @@ struct LoadSmokeTests {
                     "every acquire released, in the loop or (cut short by the deadline) at the end")
             let status = try await server.service.licenseStatus(tenant: nil, license: "acme-pro", by: Self.principal)
             #expect(status.map(\.seatsUsed) == [0])
+        }
+    }
+
+    /// The `license-load` binary itself, whose `main` moves every task onto NIO's event loops
+    /// (one thread by default) before anything else runs: a short open-loop `plan` through it
+    /// replays cleanly, and a bad `LICENSE_LOAD_THREADS` is refused before anything starts.
+    @Test func theLoadTesterBinaryReplaysOnItsEventLoopAndRefusesABadThreadCount() async throws {
+        let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug/license-load").path
+        var environment = ProcessInfo.processInfo.environment
+        environment["LICENSECTL_API_KEY"] = nil
+        for bad in ["0", "65", "two"] {
+            environment["LICENSE_LOAD_THREADS"] = bad
+            let refused = try await CommandRun.run(binary, ["write-scenario", "--out", "/dev/null"], environment: environment)
+            #expect(refused.status == 64, "\(refused.output)")
+            #expect(refused.stderr.contains("LICENSE_LOAD_THREADS must be a whole number from 1 to 64, not '\(bad)'"))
+        }
+        environment["LICENSE_LOAD_THREADS"] = nil
+        let runEnvironment = environment
+        try await TestServer.run { server in
+            let run = try await CommandRun.run(binary, [
+                "run", "--server", "127.0.0.1:\(server.port)", "--ca", server.caFile, "--api-key", TestServer.bootstrapKey,
+                "--scenario", "plan", "--users", "20", "--connections", "4", "--rate", "200", "--duration", "1",
+                "--output", "json", "--no-progress",
+            ], environment: runEnvironment)
+            #expect(run.status == 0, "\(run.output)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], "\(run.output)")
+            let calls = try #require(report["calls"] as? [[String: Any]])
+            let errors = calls.compactMap { $0["errors"] as? [String: Int] }.flatMap(\.values).reduce(0, +)
+            #expect(errors == 0, "\(run.stdout)")
+            #expect(report["sessions_left"] as? Int == 0)
+            let made = calls.compactMap { $0["count"] as? Int }.reduce(0, +)
+            #expect(made >= 20, "every user acquired at least: \(run.stdout)")
         }
     }
 }
