@@ -11,7 +11,10 @@
 # Optional: BENCH_POSTGRES_OPTIONS="&writers=8" (Postgres URL options), BENCH_POSTGRES_FLAGS="-c ..."
 # (server settings), BENCH_LICENSED_FLAGS="--ops-listen none" (more daemon flags; by default the
 # daemon gets an ops port of its own, so metrics are on), BENCH_KEEP_LOG=FILE (keep the daemon's log),
-# BENCH_METRICS_FILE=FILE (its /metrics after the run).
+# BENCH_METRICS_FILE=FILE (its /metrics after the run), BENCH_WARMUP=SECONDS (redis-postgres: first
+# a closed-loop `plan` of that long, then VACUUM ANALYZE, so the measured run meets tables with
+# history and statistics, as on a server in service, not the plans Postgres caches for tables a
+# few pages long; docs/benchmarks.md, "The plan a fresh database caches").
 set -euo pipefail
 backend=${1:?embedded or redis-postgres}; alg=${2:?EdDSA, RS256 or PS256}; shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,6 +64,12 @@ pids+=($daemon)
 for _ in $(seq 200); do grep -q "listening on" "$work/licensed.log" 2>/dev/null && break; sleep 0.1; done
 grep -q "listening on" "$work/licensed.log" || { cat "$work/licensed.log"; exit 1; }
 [ -n "${BENCH_KEEP_LOG:-}" ] && trap 'cp "$work/licensed.log" "$BENCH_KEEP_LOG"; cleanup' EXIT
+if [ -n "${BENCH_WARMUP:-}" ] && [ "$backend" = redis-postgres ]; then
+  LICENSECTL_API_KEY=$LICENSED_BOOTSTRAP_API_KEY "$bin/license-load" run --scenario plan --users 1000 --connections 50 \
+    --duration "$BENCH_WARMUP" --no-progress --server "$listen" --ca "$work/data/tls/ca.pem" >"$work/warmup.log" 2>&1 \
+    || { echo "bench.sh: the warm-up run failed:" >&2; cat "$work/warmup.log" >&2; exit 1; }
+  as_postgres psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d licenses -c "VACUUM ANALYZE"
+fi
 status=0
 LICENSECTL_API_KEY=$LICENSED_BOOTSTRAP_API_KEY "$bin/license-load" "$@" --server "$listen" --ca "$work/data/tls/ca.pem" --pid "$daemon" || status=$?
 if [ -n "${BENCH_METRICS_FILE:-}" ]; then

@@ -8,11 +8,13 @@
 # A DIR holds release-built `licensed` and `license-load` (e.g. a copy of .build/release). Each
 # run gets a fresh daemon, Redis and Postgres (Benchmarks/bench.sh with BENCH_BIN=DIR).
 # LOAD_FLAGS adds options to every license-load run (e.g. LOAD_FLAGS="--phases aligned"); give
-# both directories the same license-load to compare daemons alone.
+# both directories the same license-load to compare daemons alone. Every run is preceded by a 5 s
+# warm-up and VACUUM ANALYZE (bench.sh's BENCH_WARMUP; BENCH_WARMUP= to measure a fresh database).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 before=${1:?directory of the first build}; after=${2:?directory of the second build}
 rounds=${3:-3}; duration=${4:-10}; rates=${5:-"2000 5000 closed"}
+export BENCH_WARMUP=${BENCH_WARMUP-5}
 out=$(mktemp -d /tmp/license-latency.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 for round in $(seq "$rounds"); do

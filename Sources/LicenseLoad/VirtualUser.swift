@@ -1,5 +1,7 @@
 import LicenseClient
 import LicenseWire
+import NIOCore
+import NIOPosix
 
 /// One simulated user replaying its script on a shared connection: it substitutes its own
 /// hardware id, idempotency keys and the session ids its server returns for the recorded ones.
@@ -100,7 +102,7 @@ struct VirtualUser {
         let label = !script.loop.isEmpty && entry.phase != .loop ? "\(entry.phase.rawValue) \(name)" : name
         var started = ContinuousClock.now
         if var schedule, entry.phase == .loop {
-            if schedule.next > started { try? await Task.sleep(until: schedule.next, clock: .continuous) }
+            if schedule.next > started { await Self.sleep(until: schedule.next) }
             started = schedule.next   // measured from the intended send time
             schedule.next += schedule.interval
             self.schedule = schedule
@@ -128,6 +130,16 @@ struct VirtualUser {
         default:
             break
         }
+    }
+
+    /// Waits until `instant` on an event loop's timer rather than `Task.sleep`, whose timer is
+    /// dispatch's: its own thread wakes for every send and hands the user on to the loop. With
+    /// `license-load`'s tasks on one event loop the whole wait stays on that thread.
+    private static func sleep(until instant: ContinuousClock.Instant) async {
+        let delay = ContinuousClock.now.duration(to: instant)
+        guard delay > .zero else { return }
+        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(delay.nanoseconds)) {}
+        try? await timer.futureResult.get()
     }
 
     /// A heartbeat or release whose session was never acquired (its acquire failed).
