@@ -19,7 +19,7 @@ struct PostgresGroupCommitter: Sendable {
     /// - Parameter timeout: How long a caller waits in all, queueing included: no write of its
     ///   commits after that (a batch runs with Postgres's `statement_timeout` set to what its
     ///   earliest caller has left), so a caller answered UNAVAILABLE leaves no row behind.
-    init(client: PostgresClient, timeout: Duration, logger: Logger) {
+    init(client: PostgresClient, timeout: Duration, memo: SessionSettingsMemo, logger: Logger) {
         self.timeout = timeout
         queue = GroupCommitQueue { batch in
             // The combined statements hold every unit's rows, so they may run only until the
@@ -32,7 +32,7 @@ struct PostgresGroupCommitter: Sendable {
                         PostgresMetrics.connectionsInUse.increment()
                         defer { PostgresMetrics.connectionsInUse.decrement() }
                         for unit in batch { unit.trace?.mark("commit.connection") }
-                        let connection = BatchConnection(connection, logger: logger)
+                        let connection = BatchConnection(connection, memo: memo, logger: logger)
                         connection.limitStatements(to: earliest)
                         try await Self.commit(batch, on: connection, logger: logger)
                     }
@@ -125,14 +125,16 @@ struct PostgresGroupCommitter: Sendable {
 final class BatchConnection: @unchecked Sendable {
     let connection: PostgresConnection
     private let logger: Logger
+    private let memo: SessionSettingsMemo
     private var scope: String?
     /// The outcome of each session write `combine` did, by the write's audit-event id (unique
     /// per write, where a session id is not: a retried write is another write): `true` when
     /// the row was inserted or ended.
     private var combined: [String: Bool] = [:]
 
-    init(_ connection: PostgresConnection, logger: Logger) {
+    init(_ connection: PostgresConnection, memo: SessionSettingsMemo, logger: Logger) {
         self.connection = connection
+        self.memo = memo
         self.logger = logger
     }
 
@@ -143,6 +145,8 @@ final class BatchConnection: @unchecked Sendable {
     /// Starts a transaction (with no scope set yet).
     func begin() async throws {
         scope = nil
+        // What the transaction sets may be rolled back.
+        memo.remember(connection.id, nil)
         try await connection.execute("BEGIN", logger: logger)
     }
 
@@ -208,17 +212,31 @@ final class BatchConnection: @unchecked Sendable {
     }
 
     /// Sets the row-level-security scope for the rest of the transaction (or, in autocommit,
-    /// of the session), if it is not set already.
+    /// of the session), if it is not set already. In autocommit, a session already in `scope`
+    /// with about the right timeout (`SessionSettingsMemo`) costs no round trip.
     func scope(to scope: String) async throws {
         if let deadline = statementDeadline {
             let left = Self.statementTimeout(until: deadline)
-            for try await _ in try await connection.execute(SetScopeAndTimeoutStatement(scope: scope, local: !autocommit, timeoutMilliseconds: left), logger: logger) {}
             statementDeadline = nil
+            guard !autocommit || !memo.covers(connection.id, scope: scope, left: left) else {
+                self.scope = scope
+                return
+            }
+            let timeout = autocommit ? SessionSettingsMemo.timeout(for: left) : left
+            memo.remember(connection.id, nil)
+            for try await _ in try await connection.execute(SetScopeAndTimeoutStatement(scope: scope, local: !autocommit, timeoutMilliseconds: timeout), logger: logger) {}
+            if autocommit { memo.remember(connection.id, .init(scope: scope, timeoutMilliseconds: timeout)) }
             self.scope = scope
             return
         }
         guard scope != self.scope else { return }
+        let known = memo.current(connection.id)
+        if autocommit { memo.remember(connection.id, nil) }
         for try await _ in try await connection.execute(SetScopeStatement(scope: scope, local: !autocommit), logger: logger) {}
+        if autocommit, var known {
+            known.scope = scope
+            memo.remember(connection.id, known)
+        }
         self.scope = scope
     }
 

@@ -23,6 +23,8 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         /// Independent group-commit lanes: each batches the writes routed to it on its own
         /// connection, so one lane's round trips do not hold up the others.
         let committers: [PostgresGroupCommitter]
+        /// What each pooled connection's session settings are, shared by reads and writes.
+        let memo = SessionSettingsMemo()
         let nextLane = ManagedAtomic<Int>(0)
         let cache = LicenseCache(maxAge: .seconds(30), trusted: false)
         let settings: PostgresSettings
@@ -38,8 +40,8 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
             self.client = PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: logger)
             PostgresMetrics.poolSize.record(settings.maximumConnections)
             PostgresMetrics.createErrorSeries()
-            self.committers = (0..<max(1, settings.writers)).map { [client] _ in
-                PostgresGroupCommitter(client: client, timeout: settings.operationTimeout, logger: logger)
+            self.committers = (0..<max(1, settings.writers)).map { [client, memo] _ in
+                PostgresGroupCommitter(client: client, timeout: settings.operationTimeout, memo: memo, logger: logger)
             }
         }
 
@@ -220,6 +222,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         try await mapErrors("migrate") {
             try await withDeadline(.seconds(120)) { [core] in
                 try await core.client.withConnection { connection in
+                    core.memo.remember(connection.id, nil)
                     try await connection.execute("SELECT set_config('statement_timeout', '120000', false)", logger: logger)
                     for migration in PostgresMigrations.all {
                         try await connection.execute("BEGIN", logger: logger)
@@ -714,11 +717,16 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
                     PostgresMetrics.connectionsInUse.increment()
                     defer { PostgresMetrics.connectionsInUse.decrement() }
                     // Every use of a pooled connection sets its statement timeout first (a write
-                    // batch sets what its callers have left).
-                    let left = String(BatchConnection.statementTimeout(until: deadline))
-                    try await connection.execute(
-                        "SELECT set_config('coditect.tenant', \(scope), false), set_config('statement_timeout', \(left), false)", logger: core.logger
-                    )
+                    // batch sets what its callers have left), unless it is set about right already.
+                    let left = BatchConnection.statementTimeout(until: deadline)
+                    if !core.memo.covers(connection.id, scope: scope, left: left) {
+                        let timeout = SessionSettingsMemo.timeout(for: left)
+                        core.memo.remember(connection.id, nil)
+                        try await connection.execute(
+                            "SELECT set_config('coditect.tenant', \(scope), false), set_config('statement_timeout', \(String(timeout)), false)", logger: core.logger
+                        )
+                        core.memo.remember(connection.id, .init(scope: scope, timeoutMilliseconds: timeout))
+                    }
                     return try await body(connection)
                 }
             }
