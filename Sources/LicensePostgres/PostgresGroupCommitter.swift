@@ -217,15 +217,13 @@ final class BatchConnection: @unchecked Sendable {
     func scope(to scope: String) async throws {
         if let deadline = statementDeadline {
             let left = Self.statementTimeout(until: deadline)
-            statementDeadline = nil
-            guard !autocommit || !memo.covers(connection.id, scope: scope, left: left) else {
-                self.scope = scope
-                return
+            if autocommit {
+                try await memo.setSession(of: connection, scope: scope, left: left, logger: logger)
+            } else {
+                // `begin()` has forgotten the connection: a rollback undoes what is set here.
+                for try await _ in try await connection.execute(SetScopeAndTimeoutStatement(scope: scope, local: true, timeoutMilliseconds: left), logger: logger) {}
             }
-            let timeout = autocommit ? SessionSettingsMemo.timeout(for: left) : left
-            memo.remember(connection.id, nil)
-            for try await _ in try await connection.execute(SetScopeAndTimeoutStatement(scope: scope, local: !autocommit, timeoutMilliseconds: timeout), logger: logger) {}
-            if autocommit { memo.remember(connection.id, .init(scope: scope, timeoutMilliseconds: timeout)) }
+            statementDeadline = nil
             self.scope = scope
             return
         }

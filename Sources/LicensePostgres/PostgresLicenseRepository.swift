@@ -718,15 +718,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
                     defer { PostgresMetrics.connectionsInUse.decrement() }
                     // Every use of a pooled connection sets its statement timeout first (a write
                     // batch sets what its callers have left), unless it is set about right already.
-                    let left = BatchConnection.statementTimeout(until: deadline)
-                    if !core.memo.covers(connection.id, scope: scope, left: left) {
-                        let timeout = SessionSettingsMemo.timeout(for: left)
-                        core.memo.remember(connection.id, nil)
-                        try await connection.execute(
-                            "SELECT set_config('coditect.tenant', \(scope), false), set_config('statement_timeout', \(String(timeout)), false)", logger: core.logger
-                        )
-                        core.memo.remember(connection.id, .init(scope: scope, timeoutMilliseconds: timeout))
-                    }
+                    try await core.memo.setSession(of: connection, scope: scope, left: BatchConnection.statementTimeout(until: deadline), logger: core.logger)
                     return try await body(connection)
                 }
             }

@@ -1,3 +1,4 @@
+import Logging
 import PostgresNIO
 import Synchronization
 
@@ -38,10 +39,20 @@ final class SessionSettingsMemo: Sendable {
         return current.scope == scope && current.timeoutMilliseconds <= left && current.timeoutMilliseconds >= left - left / 5
     }
 
+    /// Sets `connection`'s session (outside a transaction) to `scope`, with a statement timeout
+    /// for a statement that has `left` ms, unless it is set about right already (`covers`).
+    func setSession(of connection: PostgresConnection, scope: String, left: Int64, logger: Logger) async throws {
+        guard !covers(connection.id, scope: scope, left: left) else { return }
+        let timeout = Self.timeout(for: left)
+        remember(connection.id, nil)
+        for try await _ in try await connection.execute(SetScopeAndTimeoutStatement(scope: scope, local: false, timeoutMilliseconds: timeout), logger: logger) {}
+        remember(connection.id, .init(scope: scope, timeoutMilliseconds: timeout))
+    }
+
     /// Records what `connection`'s session is set to now; nil when that is not known.
     func remember(_ connection: PostgresConnection.ID, _ current: Settings?) {
         settings.withLock {
-            if $0.count >= capacity, $0[connection] == nil { $0.removeAll() }
+            if current != nil, $0.count >= capacity, $0[connection] == nil { $0.removeAll() }
             $0[connection] = current
         }
     }

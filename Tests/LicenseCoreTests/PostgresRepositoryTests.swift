@@ -14,6 +14,12 @@ struct PostgresRepositoryTests {
         AuditEvent(at: t0, tenantID: tenant, actor: "usr-op", action: action, target: target)
     }
 
+    /// A live session of `tenant`'s license and user (as `seedTwoTenants` makes them).
+    func liveSession(_ id: String, tenant: String = "acme") -> LeaseSession {
+        LeaseSession(id: SessionID(id), tenantID: TenantID(tenant), licenseID: LicenseID("\(tenant)-pro"), userID: UserID("usr-\(tenant)"),
+                     hardwareID: "hw-\(id)", idempotencyKey: "k-\(id)", clientInfo: ["os": "linux"], createdAt: t0, leaseExpiresAt: t0.advanced(by: .seconds(360)))
+    }
+
     func seedTwoTenants(_ repository: any LicenseRepository) async throws {
         for tenant in ["acme", "globex"] {
             try await repository.createTenant(Tenant(id: TenantID(tenant), name: tenant, createdAt: t0), audit: audit("tenant.create", tenant, tenant: TenantID(tenant)))
@@ -37,18 +43,14 @@ struct PostgresRepositoryTests {
             try await root.migrate()
             try await seedTwoTenants(root)
             let acme = root.scoped(to: "acme")
-            func session(_ id: String, tenant: String = "acme") -> LeaseSession {
-                LeaseSession(id: SessionID(id), tenantID: TenantID(tenant), licenseID: LicenseID("\(tenant)-pro"), userID: UserID("usr-\(tenant)"),
-                             hardwareID: "hw-\(id)", idempotencyKey: "k-\(id)", clientInfo: ["os": "linux"], createdAt: t0, leaseExpiresAt: t0.advanced(by: .seconds(360)))
-            }
             let ids = (0..<300).map { "ses-\($0)" }
             // 300 inserts at once, plus a duplicate of one of them and a row of another tenant.
             let results = await withTaskGroup(of: (String, Bool).self) { group in
                 for id in ids {
-                    group.addTask { ((try? await acme.insertSession(session(id), audit: audit("session.acquire", id, tenant: "acme"))) != nil ? id : "failed:" + id, true) }
+                    group.addTask { ((try? await acme.insertSession(liveSession(id), audit: audit("session.acquire", id, tenant: "acme"))) != nil ? id : "failed:" + id, true) }
                 }
-                group.addTask { ((try? await acme.insertSession(session("ses-7"), audit: audit("session.acquire", "ses-7", tenant: "acme"))) != nil ? "dup-ok" : "dup-refused", true) }
-                group.addTask { ((try? await acme.insertSession(session("ses-x", tenant: "globex"), audit: audit("session.acquire", "ses-x", tenant: "globex"))) != nil ? "foreign-ok" : "foreign-refused", true) }
+                group.addTask { ((try? await acme.insertSession(liveSession("ses-7"), audit: audit("session.acquire", "ses-7", tenant: "acme"))) != nil ? "dup-ok" : "dup-refused", true) }
+                group.addTask { ((try? await acme.insertSession(liveSession("ses-x", tenant: "globex"), audit: audit("session.acquire", "ses-x", tenant: "globex"))) != nil ? "foreign-ok" : "foreign-refused", true) }
                 var all: [String] = []
                 for await (result, _) in group { all.append(result) }
                 return all
@@ -88,22 +90,18 @@ struct PostgresRepositoryTests {
             try await root.migrate()
             try await seedTwoTenants(root)
             let acme = root.scoped(to: "acme")
-            func session(_ id: String) -> LeaseSession {
-                LeaseSession(id: SessionID(id), tenantID: "acme", licenseID: "acme-pro", userID: "usr-acme", hardwareID: "hw-\(id)",
-                             idempotencyKey: "", createdAt: t0, leaseExpiresAt: t0.advanced(by: .seconds(360)))
-            }
             let old = (0..<100).map { "ses-old-\($0)" }
-            for id in old { try await acme.insertSession(session(id), audit: audit("session.acquire", id, tenant: "acme")) }
+            for id in old { try await acme.insertSession(liveSession(id), audit: audit("session.acquire", id, tenant: "acme")) }
             let new = (0..<100).map { "ses-new-\($0)" }
             let results = await withTaskGroup(of: String.self) { group in
                 for id in new {
-                    group.addTask { (try? await acme.insertSession(session(id), audit: audit("session.acquire", id, tenant: "acme"))) != nil ? "inserted" : "refused" }
+                    group.addTask { (try? await acme.insertSession(liveSession(id), audit: audit("session.acquire", id, tenant: "acme"))) != nil ? "inserted" : "refused" }
                 }
                 for id in old {
                     group.addTask { (try? await acme.endSession(SessionID(id), at: t0, reason: .released, audit: audit("session.release", id, tenant: "acme"))) == true ? "ended" : "not ended" }
                 }
                 // An insert of a session that exists already: refused, without failing the others.
-                group.addTask { (try? await acme.insertSession(session("ses-old-3"), audit: audit("session.acquire", "ses-old-3", tenant: "acme"))) != nil ? "duplicate inserted" : "duplicate refused" }
+                group.addTask { (try? await acme.insertSession(liveSession("ses-old-3"), audit: audit("session.acquire", "ses-old-3", tenant: "acme"))) != nil ? "duplicate inserted" : "duplicate refused" }
                 var all: [String: Int] = [:]
                 for await result in group { all[result, default: 0] += 1 }
                 return all

@@ -36,6 +36,8 @@ struct SessionSettingsMemoTests {
         memo.remember(1, .init(scope: "globex", timeoutMilliseconds: 900))
         #expect(memo.current(1)?.scope == "globex", "a known connection is updated in place")
         #expect(memo.current(0) != nil)
+        memo.remember(9, nil)
+        #expect(memo.current(0) != nil && memo.current(2) != nil, "forgetting an unknown connection empties nothing")
         memo.remember(3, .init(scope: "acme", timeoutMilliseconds: 900))
         #expect(memo.current(0) == nil && memo.current(1) == nil && memo.current(2) == nil)
         #expect(memo.current(3) == .init(scope: "acme", timeoutMilliseconds: 900))
