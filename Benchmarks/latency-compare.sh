@@ -8,8 +8,10 @@
 # A DIR holds release-built `licensed` and `license-load` (e.g. a copy of .build/release). Each
 # run gets a fresh daemon, Redis and Postgres (Benchmarks/bench.sh with BENCH_BIN=DIR).
 # LOAD_FLAGS adds options to every license-load run (e.g. LOAD_FLAGS="--phases aligned"); give
-# both directories the same license-load to compare daemons alone. Every run is preceded by a 5 s
-# warm-up and VACUUM ANALYZE (bench.sh's BENCH_WARMUP; BENCH_WARMUP= to measure a fresh database).
+# both directories the same license-load to compare daemons alone. BEFORE_ENV and AFTER_ENV set
+# bench.sh variables for one side only, to compare settings of one build (e.g.
+# AFTER_ENV="BENCH_POSTGRES_OPTIONS=&writers=1" with the same DIR twice). Every run is preceded by
+# a 5 s warm-up and VACUUM ANALYZE (bench.sh's BENCH_WARMUP; BENCH_WARMUP= to measure a fresh database).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 before=${1:?directory of the first build}; after=${2:?directory of the second build}
@@ -19,10 +21,12 @@ out=$(mktemp -d /tmp/license-latency.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 for round in $(seq "$rounds"); do
   for build in before after; do
-    dir=$before; [ "$build" = after ] && dir=$after
+    dir=$before; side_env=${BEFORE_ENV:-}
+    [ "$build" = after ] && dir=$after && side_env=${AFTER_ENV:-}
     for rate in $rates; do
       pacing=(--rate "$rate"); [ "$rate" = closed ] && pacing=()
-      BENCH_BIN=$dir "$root/Benchmarks/bench.sh" redis-postgres EdDSA run --scenario plan --users 1000 --connections 50 \
+      # shellcheck disable=SC2086 # the side's settings are split into VAR=value words on purpose
+      env $side_env BENCH_BIN="$dir" "$root/Benchmarks/bench.sh" redis-postgres EdDSA run --scenario plan --users 1000 --connections 50 \
         "${pacing[@]}" ${LOAD_FLAGS:-} --duration "$duration" --report "$out/$build-$rate-$round.json" >/dev/null 2>&1 || echo "run failed: $build $rate $round" >&2
       echo "round $round $build $rate: $(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['total_calls_per_second']))" "$out/$build-$rate-$round.json" 2>/dev/null) calls/s" >&2
     done

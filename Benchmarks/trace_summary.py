@@ -6,7 +6,7 @@
 --skip leaves out the traces of the first SECONDS after each log's first trace (a run's setup:
 sign-ins and, with spread phases, the acquires before the loop).
 
-Prints, per call, the median, p90 and mean of the time (ms) each stage took since the previous
+Prints, per call, the median, p90, p99 and mean of the time (ms) each stage took since the previous
 stage, largest mean first, and of the whole call. Reads the text log format and the JSON one
 (--log-format json).
 """
@@ -66,12 +66,12 @@ def main(arguments):
     for call, stages in sorted(per_call.items()):
         count = len(stages.get("total_us", []))
         print(f"{call}: {count} traced calls")
-        print(f"  {'stage':24} {'p50 ms':>8} {'p90 ms':>8} {'mean ms':>8}")
+        print(f"  {'stage':24} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
         total = stages.pop("total_us", [])
         for stage, values in sorted(stages.items(), key=lambda kv: -statistics.mean(kv[1])):
-            print(f"  {stage:24} {statistics.median(values):8.2f} {percentile(values, 0.9):8.2f} {statistics.mean(values):8.2f}")
+            print(f"  {stage:24} {statistics.median(values):8.2f} {percentile(values, 0.9):8.2f} {percentile(values, 0.99):8.2f} {statistics.mean(values):8.2f}")
         if total:
-            print(f"  {'total':24} {statistics.median(total):8.2f} {percentile(total, 0.9):8.2f} {statistics.mean(total):8.2f}")
+            print(f"  {'total':24} {statistics.median(total):8.2f} {percentile(total, 0.9):8.2f} {percentile(total, 0.99):8.2f} {statistics.mean(total):8.2f}")
 
 
 if __name__ == "__main__":

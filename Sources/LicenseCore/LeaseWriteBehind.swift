@@ -24,11 +24,14 @@ public final class LeaseWriteBehind: Sendable {
     let logger: Logger
     /// How often pending expiries are written (1 s).
     public let interval: Duration
-    /// The most expiries written in one statement.
+    /// The most expiries written in one statement (default 100). Each statement holds its rows'
+    /// locks until it commits, and a release or an acquire batch ending one of those sessions
+    /// waits for it: 600 rows took 17–24 ms, and that wait was the p99 of acquires and releases
+    /// (docs/benchmarks.md, issue 19); 100 rows take about 3 ms.
     public let batchSize: Int
 
     /// A writer for `repository` (unscoped: it writes sessions of every tenant).
-    public init(repository: any LicenseRepository, interval: Duration = .seconds(1), batchSize: Int = 5_000, logger: Logger = Logger(label: "coditect.license.lease-writer")) {
+    public init(repository: any LicenseRepository, interval: Duration = .seconds(1), batchSize: Int = 100, logger: Logger = Logger(label: "coditect.license.lease-writer")) {
         precondition(batchSize > 0, "a batch holds at least one lease")
         self.repository = repository
         self.interval = interval

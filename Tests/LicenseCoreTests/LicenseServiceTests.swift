@@ -357,8 +357,13 @@ final class FailingRepository: LicenseRepository, @unchecked Sendable {
         try await inner.insertSession(session, audit: audit)
         if let (clock, by) = advanceOnInsert { clock.advance(by: by) }
     }
+    /// How many expiries each `updateLeases` call carried, in order (a flush writes one
+    /// statement after another).
+    nonisolated(unsafe) var leaseWriteSizes: [Int] = []
+
     func updateLeases(_ leases: [SessionID: Timestamp]) async throws {
         try check()
+        leaseWriteSizes.append(leases.count)
         try await inner.updateLeases(leases)
     }
     func endSession(_ id: SessionID, at: Timestamp, reason: SessionEndReason, audit: AuditEvent) async throws -> Bool {

@@ -103,6 +103,18 @@ struct SessionDirectoryTests {
         #expect(directory.count <= 2)
     }
 
+    /// Each statement of a flush holds its rows' locks until it commits, and ending one of those
+    /// sessions waits for it: a flush writes at most 100 expiries per statement by default.
+    @Test func aFlushWritesAtMostAHundredExpiriesPerStatement() async throws {
+        let recording = FailingRepository(inner: repository)
+        let writer = LeaseWriteBehind(repository: recording, interval: .seconds(3_600))
+        let expiry = clock.now().advanced(by: .seconds(360))
+        for i in 0..<250 { writer.record(SessionID("ses-\(i)"), expiresAt: expiry) }
+        try await writer.flush()
+        #expect(recording.leaseWriteSizes.sorted() == [50, 100, 100])
+        #expect(writer.pendingCount == 0)
+    }
+
     @Test func leaseExpiriesAreWrittenBehindInBatches() async throws {
         let failing = FailingRepository(inner: repository)
         let writer = LeaseWriteBehind(repository: failing, interval: .seconds(3_600), batchSize: 2)
