@@ -218,10 +218,12 @@ final class BatchConnection: @unchecked Sendable {
         if let deadline = statementDeadline {
             let left = Self.statementTimeout(until: deadline)
             if autocommit {
-                try await memo.setSession(of: connection, scope: scope, left: left, logger: logger)
+                // A batch of session writes only: generic plans (`SessionSettingsMemo`).
+                try await memo.setSession(of: connection, scope: scope, left: left, genericPlans: true, logger: logger)
             } else {
                 // `begin()` has forgotten the connection: a rollback undoes what is set here.
-                for try await _ in try await connection.execute(SetScopeAndTimeoutStatement(scope: scope, local: true, timeoutMilliseconds: left), logger: logger) {}
+                let statement = SetScopeAndTimeoutStatement(scope: scope, local: true, timeoutMilliseconds: left, genericPlans: false)
+                for try await _ in try await connection.execute(statement, logger: logger) {}
             }
             statementDeadline = nil
             self.scope = scope

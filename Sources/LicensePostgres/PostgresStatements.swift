@@ -2,8 +2,9 @@ import LicenseCore
 import PostgresNIO
 
 // The statements every acquire and release runs, prepared once per connection (postgres-nio
-// keeps them by name), so Postgres neither parses nor plans them again on each call. Before
-// they were prepared, parsing and planning were half of Postgres's CPU time under load.
+// keeps them by name), so Postgres neither parses nor plans them again on each call (batches of
+// session writes run with generic plans: `SessionSettingsMemo`). Before they were prepared,
+// parsing and planning were half of Postgres's CPU time under load.
 
 /// Sets the row-level-security scope for the rest of the transaction (`local`) or, outside
 /// a transaction, for the connection's session.
@@ -26,27 +27,34 @@ struct SetScopeStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> String { try row.decode(String.self) }
 }
 
-/// Sets the tenant scope and the connection's `statement_timeout` (ms, session-wide) for the
-/// statements that follow, in one round trip.
+/// Sets the tenant scope (for the transaction when `local`, else the session), the
+/// connection's `statement_timeout` (ms, session-wide) and its `plan_cache_mode` (like the
+/// scope) for the statements that follow, in one round trip. `genericPlans`: write batches,
+/// whose prepared statements are not planned again at each execution (`SessionSettingsMemo`).
 struct SetScopeAndTimeoutStatement: PostgresPreparedStatement {
-    static let name = "coditect_set_scope_and_timeout"
-    static let sql = "SELECT set_config('coditect.tenant', $1, $2), set_config('statement_timeout', $3, false)"
-    static let bindingDataTypes: [PostgresDataType] = [.text, .bool, .text]
-    typealias Row = (String, String)
+    static let name = "coditect_set_scope_timeout_plans"
+    static let sql = """
+        SELECT set_config('coditect.tenant', $1, $2), set_config('statement_timeout', $3, false),
+          set_config('plan_cache_mode', $4, $2)
+        """
+    static let bindingDataTypes: [PostgresDataType] = [.text, .bool, .text, .text]
+    typealias Row = (String, String, String)
 
     var scope: String
     var local: Bool
     var timeoutMilliseconds: Int64
+    var genericPlans: Bool
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 3)
+        var bindings = PostgresBindings(capacity: 4)
         bindings.append(scope)
         bindings.append(local)
         bindings.append(String(timeoutMilliseconds))
+        bindings.append(genericPlans ? "force_generic_plan" : "auto")
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> (String, String) { try row.decode((String, String).self) }
+    func decodeRow(_ row: PostgresRow) throws -> (String, String, String) { try row.decode((String, String, String).self) }
 }
 
 /// Inserts a session row and its audit row in one statement.

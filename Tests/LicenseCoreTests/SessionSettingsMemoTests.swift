@@ -20,6 +20,10 @@ struct SessionSettingsMemoTests {
         #expect(!memo.covers(7, scope: "globex", left: 5_000), "another tenant's scope")
         #expect(!memo.covers(7, scope: "*", left: 5_000), "the system scope is a scope of its own")
         #expect(!memo.covers(8, scope: "acme", left: 5_000), "another connection")
+        #expect(!memo.covers(7, scope: "acme", left: 5_000, genericPlans: true), "another plan mode")
+        memo.remember(7, .init(scope: "acme", timeoutMilliseconds: timeout, genericPlans: true))
+        #expect(memo.covers(7, scope: "acme", left: 5_000, genericPlans: true))
+        #expect(!memo.covers(7, scope: "acme", left: 5_000), "a read wants Postgres's own plan choice back")
         memo.remember(7, nil)
         #expect(!memo.covers(7, scope: "acme", left: 5_000), "forgotten before a change")
     }
