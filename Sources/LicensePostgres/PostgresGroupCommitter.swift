@@ -230,12 +230,10 @@ final class BatchConnection: @unchecked Sendable {
             return
         }
         guard scope != self.scope else { return }
-        let known = memo.current(connection.id)
-        if autocommit { memo.remember(connection.id, nil) }
-        for try await _ in try await connection.execute(SetScopeStatement(scope: scope, local: !autocommit), logger: logger) {}
-        if autocommit, var known {
-            known.scope = scope
-            memo.remember(connection.id, known)
+        if autocommit {
+            try await memo.setScope(of: connection, scope: scope, logger: logger)
+        } else {
+            for try await _ in try await connection.execute(SetScopeStatement(scope: scope, local: true), logger: logger) {}
         }
         self.scope = scope
     }

@@ -62,6 +62,18 @@ final class SessionSettingsMemo: Sendable {
         remember(connection.id, .init(scope: scope, timeoutMilliseconds: timeout, genericPlans: genericPlans))
     }
 
+    /// Sets `connection`'s session scope (outside a transaction) to `scope`, keeping what else is
+    /// known of it (the timeout and plan mode are left as they are).
+    func setScope(of connection: PostgresConnection, scope: String, logger: Logger) async throws {
+        let known = current(connection.id)
+        remember(connection.id, nil)
+        for try await _ in try await connection.execute(SetScopeStatement(scope: scope, local: false), logger: logger) {}
+        if var known {
+            known.scope = scope
+            remember(connection.id, known)
+        }
+    }
+
     /// Records what `connection`'s session is set to now; nil when that is not known.
     func remember(_ connection: PostgresConnection.ID, _ current: Settings?) {
         settings.withLock {
