@@ -139,6 +139,7 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -249,7 +250,11 @@ let package = Package(
         ),
         .testTarget(
             name: "LicenseCoreTests",
-            dependencies: ["LicenseCore", "LicenseEmbedded", "LicenseTokens", "LicenseRedis", "LicensePostgres", "BackendTestSupport"],
+            dependencies: [
+                "LicenseCore", "LicenseEmbedded", "LicenseTokens", "LicenseRedis", "LicensePostgres", "BackendTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         // Starts real Redis and Postgres servers on free loopback ports for the tests; stops them by pid.

@@ -11,7 +11,10 @@
 # Optional: BENCH_POSTGRES_OPTIONS="&writers=8" (Postgres URL options), BENCH_POSTGRES_FLAGS="-c ..."
 # (server settings), BENCH_LICENSED_FLAGS="--ops-listen none" (more daemon flags; by default the
 # daemon gets an ops port of its own, so metrics are on), BENCH_KEEP_LOG=FILE (keep the daemon's log),
-# BENCH_METRICS_FILE=FILE (its /metrics after the run), BENCH_WARMUP=SECONDS (redis-postgres: first
+# BENCH_METRICS_FILE=FILE (its /metrics after the run), BENCH_WORKDIR=DIR (where the run's folder,
+# Postgres's data included, is made; default /tmp. BENCH_WORKDIR=/dev/shm puts Postgres on tmpfs,
+# where fsync returns at once: a diagnostic that takes the disk's flush stalls out of a run, never a
+# figure of a durable setup; docs/benchmarks.md, "The disk's flush stalls"), BENCH_WARMUP=SECONDS (redis-postgres: first
 # a closed-loop `plan` of that long, then VACUUM ANALYZE, so the measured run meets tables with
 # history and statistics, as on a server in service, not the plans Postgres caches for tables a
 # few pages long; docs/benchmarks.md, "The plan a fresh database caches").
@@ -19,7 +22,7 @@ set -euo pipefail
 backend=${1:?embedded or redis-postgres}; alg=${2:?EdDSA, RS256 or PS256}; shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${BENCH_BIN:-$root/.build/release}
-work=$(mktemp -d /tmp/license-bench.XXXXXX)
+work=$(mktemp -d "${BENCH_WORKDIR:-/tmp}/license-bench.XXXXXX")
 chmod 755 "$work"
 pids=()
 cleanup() {

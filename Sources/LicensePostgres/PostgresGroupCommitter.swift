@@ -254,9 +254,11 @@ extension PostgresConnection {
     }
 }
 
-/// Runs `body`, failing with `PostgresTimeout` when it takes longer than `limit`.
+/// Runs `body`, failing with `PostgresTimeout` when it takes longer than `limit`. The limit is
+/// timed on an event loop (`eventLoopSleep`): every batch and read has one, and nearly all end
+/// long before it.
 func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await LicenseCore.withDeadline(limit, orThrow: { PostgresTimeout() }, body)
+    try await LicenseCore.withDeadline(limit, orThrow: { PostgresTimeout() }, sleep: eventLoopSleep, body)
 }
 
 /// A repository call did not finish within its deadline.
