@@ -12,6 +12,8 @@
 # bench.sh variables for one side only, to compare settings of one build (e.g.
 # AFTER_ENV="BENCH_POSTGRES_OPTIONS=&writers=1" with the same DIR twice). Every run is preceded by
 # a 5 s warm-up and VACUUM ANALYZE (bench.sh's BENCH_WARMUP; BENCH_WARMUP= to measure a fresh database).
+# Before the first run and after the last, Benchmarks/fsync-probe.py reports for FSYNC_PROBE seconds
+# (default 10; 0 skips it) how the disk under /tmp flushes: its stalls stall every commit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 before=${1:?directory of the first build}; after=${2:?directory of the second build}
@@ -19,6 +21,8 @@ rounds=${3:-3}; duration=${4:-10}; rates=${5:-"2000 5000 closed"}
 export BENCH_WARMUP=${BENCH_WARMUP-5}
 out=$(mktemp -d /tmp/license-latency.XXXXXX)
 trap 'rm -rf "$out"' EXIT
+probe() { [ "${FSYNC_PROBE:-10}" = 0 ] || python3 "$root/Benchmarks/fsync-probe.py" --seconds "${FSYNC_PROBE:-10}" --folder /tmp >&2; }
+probe
 for round in $(seq "$rounds"); do
   for build in before after; do
     dir=$before; side_env=${BEFORE_ENV:-}
@@ -32,6 +36,7 @@ for round in $(seq "$rounds"); do
     done
   done
 done
+probe
 python3 - "$out" "$rates" <<'PY'
 import glob, json, os, statistics, sys
 out, rates = sys.argv[1], sys.argv[2].split()
@@ -54,4 +59,9 @@ for rate in rates:
             errors = sum(sum(c["errors"].values()) for c in rows)
             label = "closed loop" if rate == "closed" else f"{int(rate):,}"
             print(f"| {label} | {build} | {len(reports)} | {achieved:,.0f} | {call} | {med('p50_ms'):.2f} | {med('p90_ms'):.2f} | {med('p99_ms'):.2f} | {med('p99_9_ms'):.2f} | {errors} | {cores:.2f} |")
+            # Which errors, per run: the reports are removed with the folder when the script ends.
+            for number, report in enumerate(reports, 1):
+                for c in report["calls"]:
+                    if c["call"] == call and c["errors"]:
+                        print(f"errors: {build} {rate} run {number} {call}: {c['errors']}", file=sys.stderr)
 PY
