@@ -59,9 +59,10 @@ for rate in rates:
             errors = sum(sum(c["errors"].values()) for c in rows)
             label = "closed loop" if rate == "closed" else f"{int(rate):,}"
             print(f"| {label} | {build} | {len(reports)} | {achieved:,.0f} | {call} | {med('p50_ms'):.2f} | {med('p90_ms'):.2f} | {med('p99_ms'):.2f} | {med('p99_9_ms'):.2f} | {errors} | {cores:.2f} |")
-            # Which errors, per run: the reports are removed with the folder when the script ends.
-            for number, report in enumerate(reports, 1):
-                for c in report["calls"]:
-                    if c["call"] == call and c["errors"]:
-                        print(f"errors: {build} {rate} run {number} {call}: {c['errors']}", file=sys.stderr)
+        # Which errors, per run and call, setup and teardown included (a failed setup acquire
+        # shows later as its user's NO_SESSION): the reports go with the folder when the script ends.
+        for number, report in enumerate(reports, 1):
+            for c in report["calls"]:
+                if c["errors"]:
+                    print(f"errors: {build} {rate} run {number} {c['call']}: {c['errors']}", file=sys.stderr)
 PY
