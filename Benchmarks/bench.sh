@@ -14,10 +14,11 @@
 # BENCH_METRICS_FILE=FILE (its /metrics after the run), BENCH_WORKDIR=DIR (where the run's folder,
 # Postgres's data included, is made; default /tmp. BENCH_WORKDIR=/dev/shm puts Postgres on tmpfs,
 # where fsync returns at once: a diagnostic that takes the disk's flush stalls out of a run, never a
-# figure of a durable setup; docs/benchmarks.md, "The disk's flush stalls"), BENCH_WARMUP=SECONDS (redis-postgres: first
-# a closed-loop `plan` of that long, then VACUUM ANALYZE, so the measured run meets tables with
-# history and statistics, as on a server in service, not the plans Postgres caches for tables a
-# few pages long; docs/benchmarks.md, "The plan a fresh database caches").
+# figure of a durable setup; docs/benchmarks.md, "The disk's flush stalls"),
+# BENCH_WARMUP=SECONDS (redis-postgres: first a closed-loop `plan` of that long, then VACUUM
+# ANALYZE, so the measured run meets tables with history and statistics, as on a server in
+# service, not the plans Postgres caches for tables a few pages long; docs/benchmarks.md, "The
+# plan a fresh database caches").
 set -euo pipefail
 backend=${1:?embedded or redis-postgres}; alg=${2:?EdDSA, RS256 or PS256}; shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)

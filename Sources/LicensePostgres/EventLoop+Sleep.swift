@@ -7,8 +7,8 @@ extension EventLoop {
     ///
     /// Cheaper than `Task.sleep` where most sleeps are cancelled early (a deadline that is
     /// rarely reached): scheduling wakes the loop only when no wake-up is pending already, and a
-    /// cancelled timer is removed rather than left to fire (`Task.sleep` is a dispatch timer that still fires, on
-    /// dispatch's timer thread, after its task was cancelled).
+    /// cancelled timer is removed rather than left to fire (`Task.sleep` is a dispatch timer
+    /// that still fires, on dispatch's timer thread, after its task was cancelled).
     func sleep(for duration: Duration) async throws {
         let timer = scheduleTask(in: TimeAmount(duration)) {}
         do {
