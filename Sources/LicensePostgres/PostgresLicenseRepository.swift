@@ -176,9 +176,22 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         }
     }
 
-    /// Tells the breaker about a failed call that may mean Postgres is down: no connection, a
-    /// closed one, a server shutting down, or no answer in time. (A refused statement is not.)
-    private func noteFailure(_ error: any Error) {
+    /// Counts a failed call and tells the breaker when the failure may mean Postgres is down: no
+    /// connection, a closed one, a server shutting down, or no answer in time. (A refused
+    /// statement is not.)
+    ///
+    /// Nor is a call whose caller gave up on it: a readiness probe past its deadline, or a task
+    /// cancelled at shutdown. Its lease request or statement was cut short here, by the
+    /// cancellation, so it says nothing about Postgres; counted as `cancelled`, it leaves the
+    /// breaker alone. (A probe that waited behind a burst of calls for a pooled connection once
+    /// made the breaker refuse every call until its own probe connected; docs/benchmarks.md,
+    /// "A lane that keeps its connection".)
+    private func noteFailure(_ error: any Error, of operation: String) {
+        guard !Task.isCancelled else {
+            PostgresMetrics.failed(operation, kind: "cancelled")
+            return
+        }
+        PostgresMetrics.failed(operation, kind: PostgresMetrics.kind(of: error))
         if let error = error as? PSQLError, error.connectionLost == false { return }
         if error is LicenseError { return }
         core.suspectDown()
@@ -754,7 +767,6 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         } catch let error as LicenseError {
             throw error
         } catch let error as PSQLError {
-            noteFailure(error)
             switch error.serverInfo?[.sqlState] {
             case "23505":
                 throw LicenseError(.alreadyExists, .alreadyExists, "an entity with that id already exists")
@@ -762,13 +774,12 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
                 // A row-level security refusal: the row belongs to another tenant.
                 throw LicenseError(.notFound, .tenantUnknown, "not found")
             default:
-                PostgresMetrics.failed(operation, kind: PostgresMetrics.kind(of: error))
+                noteFailure(error, of: operation)
                 core.logger.debug("postgres call failed", metadata: ["sqlstate": "\(error.serverInfo?[.sqlState] ?? "-")", "code": "\(error.code)"])
                 throw LicenseError.backendUnavailable("the repository")
             }
         } catch {
-            noteFailure(error)
-            PostgresMetrics.failed(operation, kind: PostgresMetrics.kind(of: error))
+            noteFailure(error, of: operation)
             core.logger.debug("postgres call failed", metadata: ["error": "\(type(of: error))"])
             throw LicenseError.backendUnavailable("the repository")
         }

@@ -16,13 +16,14 @@ enum PostgresMetrics {
 
     /// `licensed_postgres_errors_total{operation,kind}`: `unavailable` (refused while the
     /// repository is marked down), `connection` (no connection, or it broke), `timeout` (the
-    /// deadline or `statement_timeout`), `server` (another error from Postgres). Refusals that
-    /// are answers (a duplicate id, a row of another tenant) are not errors.
+    /// deadline or `statement_timeout`), `server` (another error from Postgres), `cancelled` (the
+    /// caller gave up first: a readiness probe past its deadline, shutdown). Refusals that are
+    /// answers (a duplicate id, a row of another tenant) are not errors.
     static func failed(_ operation: String, kind: String) {
         Counter(label: "licensed_postgres_errors_total", dimensions: [("operation", operation), ("kind", kind)]).increment()
     }
 
-    static let kinds = ["unavailable", "connection", "timeout", "server"]
+    static let kinds = ["unavailable", "connection", "timeout", "server", "cancelled"]
 
     /// Makes every error series at 0, so rates and alerts see the first error.
     static func createErrorSeries() {

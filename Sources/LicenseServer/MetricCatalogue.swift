@@ -52,7 +52,7 @@ public enum MetricCatalogue {
         counter("licensed_redis_errors_total", ["code"], "Redis commands that failed, by error code (REDIS_UNREACHABLE, REDIS_TIMEOUT, ...)."),
         // Postgres
         histogram("licensed_postgres_operation_duration_seconds", ["operation"], "Time of one repository operation (read, write through group commit, migrate), waiting for a connection included."),
-        counter("licensed_postgres_errors_total", ["operation", "kind"], "Repository operations that failed, by kind (unavailable, connection, timeout, server)."),
+        counter("licensed_postgres_errors_total", ["operation", "kind"], "Repository operations that failed, by kind (unavailable, connection, timeout, server, cancelled)."),
         gauge("licensed_postgres_connections_in_use", [], "Pooled Postgres connections lent out now."),
         gauge("licensed_postgres_pool_size", [], "The Postgres pool's configured size."),
         // Process

@@ -1,6 +1,7 @@
 import BackendTestSupport
 import LicenseCore
 import LicensePostgres
+import Logging
 import PostgresNIO
 import Testing
 
@@ -233,6 +234,62 @@ struct PostgresRepositoryTests {
             // Nothing half-written: none of the refused sessions exists.
             #expect(try await repository.sessions(license: "acme-pro", includeEnded: true).isEmpty)
         }
+    }
+
+    /// A call its caller gives up on (here a ping past the caller's deadline while it waits for
+    /// the pool, as a readiness probe's does during a burst) does not mark Postgres down: the
+    /// calls after it are not refused. New connections of the daemon's role are refused meanwhile,
+    /// so a breaker tripped by it would stay open (its probes fail) and refuse the next call.
+    @Test func aCallItsCallerGaveUpOnDoesNotMarkPostgresDown() async throws {
+        let server = try await PostgresTestServer.start()
+        defer { server.stop() }
+        var settings = try await server.createDatabase()
+        // One connection for the license-change subscription, one for calls.
+        settings.maximumConnections = 2
+        let (port, database) = (settings.port, settings.database)
+        try await PostgresTestServer.withRepository(settings) { repository in
+            try await repository.migrate()
+            try await seedTwoTenants(repository)
+            // Another session locks the audit log, so the next write waits, holding the pool's
+            // other connection.
+            var logger = Logger(label: "test.postgres")
+            logger.logLevel = .critical
+            let locker = try await PostgresConnection.connect(
+                configuration: .init(host: "127.0.0.1", port: port, username: "postgres", password: nil, database: database, tls: .disable),
+                id: 1, logger: logger)
+            do {
+                _ = try await locker.query("BEGIN", logger: logger).collect()
+                _ = try await locker.query("LOCK TABLE audit_log IN EXCLUSIVE MODE", logger: logger).collect()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await repository.appendAudit(audit("tenant.note", "acme", tenant: "acme")) }
+                    try await Self.waitUntil { try await server.superuser("SELECT 1 FROM pg_stat_activity WHERE usename = 'licensed' AND wait_event_type = 'Lock'").count == 1 }
+                    try await server.superuser("ALTER ROLE licensed CONNECTION LIMIT 2")
+
+                    // Given up on while it waits for the pool.
+                    await #expect(throws: GaveUp.self) {
+                        try await withDeadline(.milliseconds(200), orThrow: { GaveUp() }) { try await repository.ping() }
+                    }
+                    // The next call is let through: it waits for the pool and succeeds once the
+                    // write it queued behind is done. A tripped breaker would refuse it, since its
+                    // probes cannot connect.
+                    group.addTask { try await repository.ping() }
+                    _ = try await locker.query("COMMIT", logger: logger).collect()
+                    try await group.waitForAll()
+                }
+            } catch {
+                try? await locker.close()
+                throw error
+            }
+            try await locker.close()
+            #expect(try await repository.auditEvents(AuditQuery(tenantID: "acme", action: "tenant.note")).count == 1)
+        }
+    }
+
+    private struct GaveUp: Error {}
+
+    /// Polls `condition` every 20 ms until it holds.
+    private static func waitUntil(_ condition: () async throws -> Bool) async throws {
+        while try await !condition() { try await Task.sleep(for: .milliseconds(20)) }
     }
 
     @Test func urlsAreParsedAndBadOnesRefused() throws {
