@@ -27,6 +27,8 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
         let memo = SessionSettingsMemo()
         let nextLane = ManagedAtomic<Int>(0)
         let cache = LicenseCache(maxAge: .seconds(30), trusted: false)
+        /// Concurrent cache misses of one license share a read.
+        let licenseReads = SingleFlight<LicenseRead, License?>()
         let settings: PostgresSettings
         let logger: Logger
         let breaker = Mutex(BackendBreaker())
@@ -346,11 +348,17 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
     public func license(_ id: LicenseID) async throws -> License? {
         let (cached, generation) = core.cache.lookup(id)
         if let cached { return visible(cached.tenantID.rawValue) ? cached : nil }
-        let license: License?
         do {
-            license = try await read { connection in
-                try await connection.query("SELECT \(unescaped: Self.licenseColumns) FROM licenses WHERE id = \(id.rawValue)", logger: self.core.logger)
-                    .collect().first.map(Self.license)
+            // Calls that miss together (after a restart, or when the entry aged out) share one
+            // read; the generation and scope in the key keep an older or narrower read from
+            // answering a caller it would not have answered.
+            return try await core.licenseReads.run(LicenseRead(id: id, generation: generation, scope: scope)) {
+                let license = try await read { connection in
+                    try await connection.query("SELECT \(unescaped: Self.licenseColumns) FROM licenses WHERE id = \(id.rawValue)", logger: self.core.logger)
+                        .collect().first.map(Self.license)
+                }
+                if let license { core.cache.store(license, readAt: generation) }
+                return license
             }
         } catch let error as LicenseError where error.code == .unavailable {
             // Postgres is down: the last terms read keep heartbeats going (nobody can change
@@ -358,8 +366,13 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
             guard let known = core.cache.lastKnown(id) else { throw error }
             return visible(known.tenantID.rawValue) ? known : nil
         }
-        if let license { core.cache.store(license, readAt: generation) }
-        return license
+    }
+
+    /// What makes two license reads interchangeable: the same license, cache generation and scope.
+    struct LicenseRead: Hashable, Sendable {
+        let id: LicenseID
+        let generation: UInt64
+        let scope: String
     }
 
     public func licenses(tenant: TenantID?) async throws -> [License] {
