@@ -10,7 +10,9 @@ import Synchronization
 /// A caller that joins gets the outcome of a run that began before it asked, so the key must
 /// include whatever makes an older answer unacceptable (e.g. the cache generation a caller saw).
 /// When the work failed and the running caller's own task was cancelled, the failure is its
-/// caller's only: the others start again, and one of them runs the work.
+/// caller's only: the others start again, and one of them runs the work. A waiting caller is not
+/// woken by its own cancellation, so the work must end by itself (a repository read has its
+/// deadline).
 public final class SingleFlight<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     private typealias Waiter = CheckedContinuation<Outcome?, Never>
 

@@ -187,7 +187,7 @@ public final class PostgresLicenseRepository: LicenseRepository, Service {
     /// cancellation, so it says nothing about Postgres; counted as `cancelled`, it leaves the
     /// breaker alone. (A probe that waited behind a burst of calls for a pooled connection once
     /// made the breaker refuse every call until its own probe connected; docs/benchmarks.md,
-    /// "A lane that keeps its connection".)
+    /// "A readiness probe that tripped the breaker".)
     private func noteFailure(_ error: any Error, of operation: String) {
         guard !Task.isCancelled else {
             PostgresMetrics.failed(operation, kind: "cancelled")
