@@ -102,6 +102,23 @@ public final class PostgresTestServer: Sendable {
         }
     }
 
+    /// Opens a superuser session in `database` that takes `LOCK TABLE table IN mode` in an open
+    /// transaction and keeps it (fault injection: the daemon's statements on that table wait).
+    /// The caller ends the lock with `COMMIT` and closes the connection, also when it fails.
+    public func holdLock(on table: String, mode: String, database: String) async throws -> PostgresConnection {
+        let logger = Logger(label: "test.lock")
+        let configuration = PostgresConnection.Configuration(host: "127.0.0.1", port: port, username: "postgres", password: nil, database: database, tls: .disable)
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: 7, logger: logger)
+        do {
+            try await connection.query("BEGIN", logger: logger)
+            try await connection.query(PostgresQuery(unsafeSQL: "LOCK TABLE \(table) IN \(mode) MODE"), logger: logger)
+            return connection
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
     deinit {
         stop()
         try? FileManager.default.removeItem(atPath: directory)

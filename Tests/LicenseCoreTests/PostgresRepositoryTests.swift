@@ -246,20 +246,15 @@ struct PostgresRepositoryTests {
         var settings = try await server.createDatabase()
         // One connection for the license-change subscription, one for calls.
         settings.maximumConnections = 2
-        let (port, database) = (settings.port, settings.database)
+        let database = settings.database
         try await PostgresTestServer.withRepository(settings) { repository in
             try await repository.migrate()
             try await seedTwoTenants(repository)
             // Another session locks the audit log, so the next write waits, holding the pool's
             // other connection.
-            var logger = Logger(label: "test.postgres")
-            logger.logLevel = .critical
-            let locker = try await PostgresConnection.connect(
-                configuration: .init(host: "127.0.0.1", port: port, username: "postgres", password: nil, database: database, tls: .disable),
-                id: 1, logger: logger)
+            let logger = Logger(label: "test.lock")
+            let locker = try await server.holdLock(on: "audit_log", mode: "EXCLUSIVE", database: database)
             do {
-                _ = try await locker.query("BEGIN", logger: logger).collect()
-                _ = try await locker.query("LOCK TABLE audit_log IN EXCLUSIVE MODE", logger: logger).collect()
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await repository.appendAudit(audit("tenant.note", "acme", tenant: "acme")) }
                     try await Self.waitUntil { try await server.superuser("SELECT 1 FROM pg_stat_activity WHERE usename = 'licensed' AND wait_event_type = 'Lock'").count == 1 }

@@ -248,11 +248,7 @@ struct LedgerFaultTests {
             let before = try await AcquireStorm.run(Self.attempts(10, daemons: 2, tag: "before"), daemons: fixture.daemons, keys: fixture.keys, license: Self.license)
             #expect(before.values.allSatisfy { $0.session != nil })
             // Another session holds the sessions table for three write deadlines.
-            let lock = try await PostgresConnection.connect(
-                configuration: .init(host: "127.0.0.1", port: fixture.postgres.port, username: "postgres", password: nil, database: fixture.settings.database, tls: .disable),
-                id: 7, logger: .init(label: "test.lock"))
-            try await lock.query("BEGIN", logger: .init(label: "test.lock"))
-            try await lock.query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE", logger: .init(label: "test.lock"))
+            let lock = try await fixture.postgres.holdLock(on: "sessions", mode: "ACCESS EXCLUSIVE", database: fixture.settings.database)
             let lockedAt = ContinuousClock.now
             // Two waves: the second queues behind the first's stuck batch and must still fail at its own deadline.
             let timed = { @Sendable (tag: String) async throws -> [(AcquireAnswer, Duration)] in
