@@ -148,15 +148,10 @@ final class LeaseDriver: Sendable {
     func next(_ what: String, limit: Duration = .seconds(48 * 3600), advancing: Bool = true, where match: (LeaseEvent) -> Bool) async throws -> (event: LeaseEvent, advanced: Duration) {
         var advanced = Duration.zero
         while true {
-            let found: LeaseEvent? = events.withLock { events in
-                consumed.withLock { start in
-                    guard let index = events[start...].firstIndex(where: match) else { return nil }
-                    start = index + 1
-                    return events[index]
-                }
-            }
+            let wake = advancing ? clock.nextWake : nil
+            let (found, caughtUp) = look(for: match)
             if let found { return (found, advanced) }
-            if advancing, caughtUp, let wake = clock.nextWake {
+            if caughtUp, let wake {
                 guard advanced + wake <= limit else {
                     Issue.record("no \(what) within \(limit) of simulated time; events: \(all)")
                     throw LicenseCallError(code: .deadlineExceeded, reason: "TEST", message: "no \(what)")
@@ -172,7 +167,8 @@ final class LeaseDriver: Sendable {
     func pass(_ duration: Duration) async throws {
         var advanced = Duration.zero
         while true {
-            if caughtUp, let wake = clock.nextWake {
+            let wake = clock.nextWake
+            if look(for: { _ in false }).caughtUp, let wake {
                 guard advanced + wake <= duration else { break }
                 advance(by: wake)
                 advanced += wake
@@ -182,11 +178,25 @@ final class LeaseDriver: Sendable {
         advance(by: duration - advanced)
     }
 
-    /// Whether every event the lease emitted has been recorded. Time only moves when it has: a
-    /// lease emits its events before it sleeps, so an event not yet read is never skipped past.
-    private var caughtUp: Bool {
-        guard let lease = recorded.withLock({ $0 }) else { return false }
-        return lease.emitted.load(ordering: .sequentiallyConsistent) == events.withLock { $0.count }
+    /// The first event not yet returned that matches `match` (consumed), and whether every event
+    /// the lease emitted had been recorded when they were searched. Time may move only then: a
+    /// lease emits its events before it sleeps, so no event is skipped past.
+    ///
+    /// Callers read ``ManualLeaseClock/nextWake`` *before* this. A sleeper seen there went to
+    /// sleep after emitting, so its events are counted here, and found. Read after, the wake
+    /// could belong to a lease that emitted and slept between the search and the read, and
+    /// time would jump past an event not yet looked at (a renewal at 301 s reported at 601 s).
+    private func look(for match: (LeaseEvent) -> Bool) -> (found: LeaseEvent?, caughtUp: Bool) {
+        guard let lease = recorded.withLock({ $0 }) else { return (nil, false) }
+        let emitted = lease.emitted.load(ordering: .sequentiallyConsistent)
+        return events.withLock { events in
+            let found: LeaseEvent? = consumed.withLock { start in
+                guard let index = events[start...].firstIndex(where: match) else { return nil }
+                start = index + 1
+                return events[index]
+            }
+            return (found, emitted == events.count)
+        }
     }
 
     /// Moves both clocks.
