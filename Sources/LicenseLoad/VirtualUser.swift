@@ -55,7 +55,9 @@ struct VirtualUser {
         self.schedule = schedule
         if !script.loop.isEmpty {
             var next = startEntry
-            while ContinuousClock.now < deadline, totals.calls.load(ordering: .relaxed) < options.maxCalls {
+            // Open loop: a send scheduled at or after the deadline is not made (nor waited for).
+            while ContinuousClock.now < deadline, self.schedule.map({ $0.next < deadline }) ?? true,
+                  totals.calls.load(ordering: .relaxed) < options.maxCalls, !Task.isCancelled {
                 await send(script.loop[next])
                 next = (next + 1) % script.loop.count
             }
@@ -134,12 +136,17 @@ struct VirtualUser {
 
     /// Waits until `instant` on an event loop's timer rather than `Task.sleep`, whose timer is
     /// dispatch's: its own thread wakes for every send and hands the user on to the loop. With
-    /// `license-load`'s tasks on one event loop the whole wait stays on that thread.
+    /// `license-load`'s tasks on one event loop the whole wait stays on that thread. Cancelling
+    /// the task ends the wait at once (the timer is taken off the loop).
     private static func sleep(until instant: ContinuousClock.Instant) async {
         let delay = ContinuousClock.now.duration(to: instant)
         guard delay > .zero else { return }
         let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(delay.nanoseconds)) {}
-        try? await timer.futureResult.get()
+        await withTaskCancellationHandler {
+            try? await timer.futureResult.get()
+        } onCancel: {
+            timer.cancel()
+        }
     }
 
     /// A heartbeat or release whose session was never acquired (its acquire failed).
