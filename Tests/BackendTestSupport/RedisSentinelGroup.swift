@@ -73,13 +73,9 @@ public final class RedisSentinelGroup: Sendable {
         return parts[1].string.flatMap(Int.init)
     }
 
+    /// Polls `condition` until it holds, at most `limit`; the error names the group's folder.
     public func waitUntil(within limit: Duration, _ what: String, _ condition: () async -> Bool) async throws {
-        let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
-            if await condition() { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw TestServerError("timed out waiting for \(what); see \(directory)")
+        try await Polling.waitUntil(within: limit, what, detail: "see \(directory)", condition)
     }
 
     public func stop() {

@@ -257,7 +257,9 @@ struct PostgresRepositoryTests {
             do {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await repository.appendAudit(audit("tenant.note", "acme", tenant: "acme")) }
-                    try await Self.waitUntil { try await server.superuser("SELECT 1 FROM pg_stat_activity WHERE usename = 'licensed' AND wait_event_type = 'Lock'").count == 1 }
+                    try await Polling.waitUntil(within: .seconds(30), every: .milliseconds(20), "the blocked write to wait on its lock") {
+                        try await server.superuser("SELECT 1 FROM pg_stat_activity WHERE usename = 'licensed' AND wait_event_type = 'Lock'").count == 1
+                    }
                     try await server.superuser("ALTER ROLE licensed CONNECTION LIMIT 2")
 
                     // Given up on while it waits for the pool.
@@ -281,11 +283,6 @@ struct PostgresRepositoryTests {
     }
 
     private struct GaveUp: Error {}
-
-    /// Polls `condition` every 20 ms until it holds.
-    private static func waitUntil(_ condition: () async throws -> Bool) async throws {
-        while try await !condition() { try await Task.sleep(for: .milliseconds(20)) }
-    }
 
     @Test func urlsAreParsedAndBadOnesRefused() throws {
         let settings = try PostgresSettings(url: "postgres://licensed:pw@db.internal:6543/licenses?sslmode=require&pool=32&statement_timeout_ms=2000&timeout_ms=3000")
