@@ -227,7 +227,7 @@ struct LicenseServiceTests {
         let users = try await setUp(seats: 2)
         // An earlier attempt's claim whose row never committed (its daemon died, say).
         let holder = SeatHolder(userID: users[0].userID, hardwareID: "hw", idempotencyKey: "k1")
-        _ = try await seats.claim(SeatClaimRequest(licenseID: "acme-pro", sessionID: "ses_unrecorded", holder: holder, seatLimit: 2,
+        _ = await seats.claim(SeatClaimRequest(licenseID: "acme-pro", sessionID: "ses_unrecorded", holder: holder, seatLimit: 2,
                                                    leaseTTL: .seconds(360), pendingTTL: .seconds(10)))
         await expectError(.unavailable, .backendUnavailable) {
             _ = try await service.acquire(AcquireCommand(licenseID: "acme-pro", hardwareID: "hw", idempotencyKey: "k1"), by: users[0])

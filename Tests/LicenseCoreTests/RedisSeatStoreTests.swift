@@ -224,7 +224,7 @@ struct RedisSeatStoreTests {
         // The master serving the license's slot dies; the cluster promotes its replica.
         let slot = try #require(try await cluster.nodes[0].command("CLUSTER", "KEYSLOT", "{\(license.rawValue)}").int64)
         func owner() async throws -> Int? {
-            guard case .array(let ranges) = try await cluster.nodes.first { $0.pid != nil }!.command("CLUSTER", "SLOTS") else { return nil }
+            guard case .array(let ranges) = try await cluster.nodes.first(where: { $0.pid != nil })!.command("CLUSTER", "SLOTS") else { return nil }
             for case .array(let range) in ranges where range.count >= 3 {
                 if let start = range[0].int64, let end = range[1].int64, start...end ~= slot, case .array(let master) = range[2] {
                     return master[1].int64.map(Int.init)

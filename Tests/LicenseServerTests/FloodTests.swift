@@ -100,7 +100,7 @@ struct FloodTests {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = ["python3", script, "127.0.0.1", String(port), endpoint.caFile!, kind, key]
             let output = folder + "/\(kind).out", input = Pipe()
-            FileManager.default.createFile(atPath: output, contents: nil)
+            _ = FileManager.default.createFile(atPath: output, contents: nil)
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
             process.standardInput = input
             try process.run()

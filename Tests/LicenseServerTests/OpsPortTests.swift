@@ -90,7 +90,7 @@ struct OpsPortTests {
         flooder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         flooder.arguments = ["python3", script, "127.0.0.1", String(daemon.port), daemon.dataDirectory + "/tls/ca.pem", "signed", LicensedProcess.operatorKey]
         let output = daemon.folder + "/flooder.out", input = Pipe()
-        FileManager.default.createFile(atPath: output, contents: nil)
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
         flooder.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         flooder.standardInput = input
         try flooder.run()
