@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """Summarises the `call trace` lines of a licensed log (`--trace-every N --log-level info`).
 
-    python3 Benchmarks/trace_summary.py [--skip SECONDS] licensed.log [more.log ...]
+    python3 Benchmarks/trace_summary.py [--skip SECONDS] [--between FROM TO] [--per-second] licensed.log [more.log ...]
 
 --skip leaves out the traces of the first SECONDS after each log's first trace (a run's setup:
 sign-ins and, with spread phases, the acquires before the loop).
+--between keeps only the traces stamped from FROM to TO, both inclusive, written as the log writes
+its stamps to the second (2026-12-03T02:34:55): the measured loop of a run that had a warm-up
+(bench.sh's BENCH_WARMUP traces its closed-loop warm-up and setup in the same log).
+--per-second prints how many traces each second of the log has, instead of the summary: the
+measured loop is the stretch at a steady count (the offered rate over --trace-every).
 
 Prints, per call, the median, p90, p99 and mean of the time (ms) each stage took since the previous
 stage, largest mean first, and of the whole call. Reads the text log format and the JSON one
 (--log-format json).
 """
+import argparse
 import datetime
 import json
 import re
@@ -22,7 +28,7 @@ SKIP = {"call", "code"}
 STAMP = re.compile(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)')
 
 
-def traces(lines, skip):
+def traces(lines, skip, between=None):
     first = None
     for line in lines:
         if "call trace" not in line:
@@ -40,7 +46,9 @@ def traces(lines, skip):
             first = first or at
             if (at - first).total_seconds() < skip:
                 continue
-        yield fields
+        if between and not (between[0] <= stamp <= between[1]):
+            continue
+        yield stamp, fields
 
 
 def percentile(values, fraction):
@@ -49,20 +57,29 @@ def percentile(values, fraction):
 
 
 def main(arguments):
-    skip = 0
-    if arguments[:1] == ["--skip"]:
-        skip, arguments = float(arguments[1]), arguments[2:]
-    paths = arguments
+    parser = argparse.ArgumentParser(description="Summarise licensed's call trace lines.")
+    parser.add_argument("--skip", type=float, default=0, metavar="SECONDS")
+    parser.add_argument("--between", nargs=2, metavar=("FROM", "TO"))
+    parser.add_argument("--per-second", action="store_true")
+    parser.add_argument("paths", nargs="+")
+    options = parser.parse_args(arguments)
+    between = tuple(stamp[:19] for stamp in options.between) if options.between else None
     per_call = defaultdict(lambda: defaultdict(list))
-    for path in paths:
+    seconds = defaultdict(int)
+    for path in options.paths:
         with open(path, encoding="utf-8") as handle:
-            for fields in traces(handle, skip):
+            for stamp, fields in traces(handle, options.skip, between):
+                seconds[stamp] += 1
                 call = fields.get("call", "?")
                 if fields.get("code"):
                     call += " (refused)"
                 stages = {k: int(v) for k, v in fields.items() if k not in SKIP and str(v).lstrip("-").isdigit()}
                 for stage, micros in stages.items():
                     per_call[call][stage].append(micros / 1000)
+    if options.per_second:
+        for stamp, count in sorted(seconds.items()):
+            print(f"{stamp} {count}")
+        return
     for call, stages in sorted(per_call.items()):
         count = len(stages.get("total_us", []))
         print(f"{call}: {count} traced calls")
