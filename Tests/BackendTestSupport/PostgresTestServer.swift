@@ -90,8 +90,7 @@ public final class PostgresTestServer: Sendable {
     public func superuser(_ sql: String, database: String = "postgres", user: String = "postgres") async throws -> [PostgresRow] {
         var logger = Logger(label: "test.postgres")
         logger.logLevel = .critical
-        let configuration = PostgresConnection.Configuration(host: "127.0.0.1", port: port, username: user, password: nil, database: database, tls: .disable)
-        let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
+        let connection = try await connect(database: database, user: user, id: 1, logger: logger)
         do {
             let rows = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()
             try await connection.close()
@@ -107,8 +106,7 @@ public final class PostgresTestServer: Sendable {
     /// The caller ends the lock with `COMMIT` and closes the connection, also when it fails.
     public func holdLock(on table: String, mode: String, database: String) async throws -> PostgresConnection {
         let logger = Logger(label: "test.lock")
-        let configuration = PostgresConnection.Configuration(host: "127.0.0.1", port: port, username: "postgres", password: nil, database: database, tls: .disable)
-        let connection = try await PostgresConnection.connect(configuration: configuration, id: 7, logger: logger)
+        let connection = try await connect(database: database, user: "postgres", id: 7, logger: logger)
         do {
             try await connection.query("BEGIN", logger: logger)
             try await connection.query(PostgresQuery(unsafeSQL: "LOCK TABLE \(table) IN \(mode) MODE"), logger: logger)
@@ -117,6 +115,12 @@ public final class PostgresTestServer: Sendable {
             try? await connection.close()
             throw error
         }
+    }
+
+    /// A connection of `user` to `database` (local connections are trusted, so no password).
+    private func connect(database: String, user: String, id: Int, logger: Logger) async throws -> PostgresConnection {
+        let configuration = PostgresConnection.Configuration(host: "127.0.0.1", port: port, username: user, password: nil, database: database, tls: .disable)
+        return try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
     }
 
     deinit {
